@@ -1,0 +1,164 @@
+"""Input validation shared by every estimator of the package.
+
+The distillers accept three layouts and hand their methods one internal layout:
+
+* 2-D rows ``(n_samples, n_features)`` with ``image_shape=None`` -> tabular, kept 2-D;
+* 2-D rows with ``image_shape=(H, W, C)`` -> reshaped to NHWC images;
+* image arrays ``(n, H, W)`` or ``(n, H, W, C)`` -> NHWC images.
+
+:class:`InputLayout` remembers which one came in so that the synthetic set can be handed back in
+the caller's layout. Everything here is NumPy: JAX only sees clean float32 arrays.
+"""
+
+from dataclasses import dataclass
+from numbers import Integral
+
+import numpy as np
+from sklearn.utils import check_random_state
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import validate_data
+
+__all__ = ["InputLayout", "check_image_shape", "check_random_key", "random_seed",
+           "validate_training_data", "validate_input", "encode_labels", "check_ipc"]
+
+
+@dataclass(frozen=True)
+class InputLayout:
+    """How ``X`` was given to ``fit``, so outputs can be returned the same way.
+
+    Attributes
+    ----------
+    kind : {"tabular", "rows", "images"}
+        Tabular 2-D data, images flattened to rows, or image arrays.
+    sample_shape : tuple of int
+        Shape of one sample in the internal layout: ``(d,)`` or ``(H, W, C)``.
+    input_ndim : int
+        Number of dimensions of the ``X`` given to ``fit`` (2, 3 or 4).
+    """
+
+    kind: str
+    sample_shape: tuple
+    input_ndim: int
+
+    @property
+    def is_image(self):
+        return self.kind != "tabular"
+
+    def to_input(self, X):
+        """Convert internal-layout samples back to the layout given to ``fit``."""
+        X = np.asarray(X)
+        n = X.shape[0]
+        if self.kind in ("tabular", "rows"):
+            return X.reshape(n, -1)
+        if self.input_ndim == 3:
+            return X.reshape((n,) + self.sample_shape[:2])
+        return X.reshape((n,) + self.sample_shape)
+
+    def to_internal(self, X):
+        """Convert validated input-layout samples to the internal layout (float32)."""
+        X = np.asarray(X, dtype=np.float32)
+        return X.reshape((X.shape[0],) + self.sample_shape)
+
+
+def check_image_shape(image_shape, n_features=None, param="image_shape"):
+    """Validate an ``(H, W, C)`` or ``(H, W)`` image shape against a number of features."""
+    if image_shape is None:
+        return None
+    try:
+        shape = tuple(int(s) for s in image_shape)
+    except (TypeError, ValueError):
+        raise ValueError(f"`{param}` must be a tuple (H, W) or (H, W, C) of positive integers; "
+                         f"got {image_shape!r}.") from None
+    if len(shape) == 2:
+        shape = shape + (1,)
+    if len(shape) != 3 or min(shape) < 1:
+        raise ValueError(f"`{param}` must be a tuple (H, W) or (H, W, C) of positive integers; "
+                         f"got {image_shape!r}.")
+    if n_features is not None and int(np.prod(shape)) != n_features:
+        raise ValueError(f"`{param}`={shape} implies {int(np.prod(shape))} features per row, but X has "
+                         f"{n_features} features.")
+    return shape
+
+
+def _layout_of(X, image_shape):
+    if X.ndim == 2:
+        shape = check_image_shape(image_shape, X.shape[1])
+        if shape is None:
+            return InputLayout("tabular", (X.shape[1],), 2)
+        return InputLayout("rows", shape, 2)
+    if X.ndim in (3, 4):
+        shape = X.shape[1:] + ((1,) if X.ndim == 3 else ())
+        if image_shape is not None and check_image_shape(image_shape) != shape:
+            raise ValueError(f"`image_shape`={tuple(image_shape)} does not match the shape of the image "
+                             f"array X, {X.shape[1:]}; leave image_shape=None for image arrays.")
+        return InputLayout("images", shape, X.ndim)
+    raise ValueError(f"X must be 2-D (n_samples, n_features) or an image array (n, H, W) or (n, H, W, C); "
+                     f"got an array with {X.ndim} dimensions, shape {X.shape}.")
+
+
+def encode_labels(y):
+    """Return ``(classes, y_encoded)`` for any hashable labels, rejecting a single class."""
+    classes, y_enc = np.unique(y, return_inverse=True)
+    if len(classes) < 2:
+        raise ValueError(f"y has a single class ({classes[0]!r}); distillation needs at least two "
+                         f"classes.")
+    return classes, y_enc.astype(np.int32)
+
+
+def check_ipc(y_encoded, ipc, classes):
+    """Check every class has at least ``ipc`` rows (a coreset or real-image init needs them)."""
+    counts = np.bincount(y_encoded, minlength=len(classes))
+    small = np.flatnonzero(counts < ipc)
+    if small.size:
+        detail = ", ".join(f"{classes[i]!r}: {counts[i]}" for i in small[:5])
+        raise ValueError(f"`ipc`={ipc} is larger than the number of rows of some classes ({detail}); "
+                         f"lower ipc or give more data for those classes.")
+
+
+def validate_training_data(estimator, X, y, image_shape=None):
+    """Validate ``X, y`` for ``fit``; set ``n_features_in_``/``feature_names_in_`` on ``estimator``.
+
+    Returns
+    -------
+    X_internal : ndarray of float32, shape (n, d) or (n, H, W, C)
+    y_encoded : ndarray of int32
+    classes : ndarray
+    layout : InputLayout
+    """
+    X, y = validate_data(estimator, X, y, allow_nd=True, dtype=np.float64, ensure_all_finite=True,
+                         ensure_min_samples=2, y_numeric=False, multi_output=False)
+    check_classification_targets(y)
+    layout = _layout_of(X, image_shape)
+    classes, y_enc = encode_labels(y)
+    return layout.to_internal(X), y_enc, classes, layout
+
+
+def validate_input(estimator, X, layout):
+    """Validate ``X`` at predict/score time against the layout seen in ``fit``."""
+    X = validate_data(estimator, X, reset=False, allow_nd=True, dtype=np.float64,
+                      ensure_all_finite=True)
+    expected = layout.input_ndim
+    if X.ndim != expected or layout.to_input(np.zeros((1,) + layout.sample_shape)).shape[1:] != X.shape[1:]:
+        raise ValueError(f"X has shape {X.shape[1:]} per sample, but the estimator was fitted on samples "
+                         f"of shape {layout.to_input(np.zeros((1,) + layout.sample_shape)).shape[1:]}.")
+    return layout.to_internal(X)
+
+
+def random_seed(random_state):
+    """Turn a scikit-learn ``random_state`` into one 32-bit integer seed.
+
+    ``None`` draws fresh entropy from the operating system (not NumPy's global generator), an
+    integer is used as is, a ``RandomState`` instance is advanced by one draw.
+    """
+    if random_state is None:
+        return int(np.random.default_rng().integers(0, 2**31 - 1))
+    if isinstance(random_state, Integral):
+        return int(random_state) % (2**32)
+    return int(check_random_state(random_state).randint(0, 2**31 - 1))
+
+
+def check_random_key(random_state):
+    """Return a JAX PRNG key derived from a scikit-learn ``random_state``."""
+    import jax
+
+    return jax.random.PRNGKey(random_seed(random_state))

@@ -1,0 +1,221 @@
+"""Networks used to distil and to evaluate: the ConvNet of the dataset-distillation papers and an MLP.
+
+A network instance is also the *specification* passed as the ``model`` parameter of the
+estimators, e.g. ``ConvNet(width=128, depth=3, norm="batch")``. ``num_classes`` is usually left
+unset: the estimators fill it in with :meth:`flax.linen.Module.clone` once they have seen ``y``.
+
+Both modules share one calling convention::
+
+    logits = net.apply(variables, x, train=False)
+    features = net.apply(variables, x, train=False, return_features=True)
+
+where ``features`` are the flattened penultimate activations (the input of the linear head, which
+kernel methods such as FRePo regress on). With ``norm="batch"`` and ``train=True`` the call needs
+``mutable=["batch_stats"]``.
+"""
+
+import math
+from typing import Optional, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+__all__ = ["ConvNet", "MLP", "init_variables", "has_batch_norm", "with_num_classes"]
+
+_NORMS = ("none", "batch", "instance", "layer")
+_ACTIVATIONS = ("relu", "softplus")
+_INITS = ("lecun", "pytorch")
+
+
+def _check_choice(name, value, choices):
+    if value not in choices:
+        raise ValueError(f"`{name}` must be one of {choices}; got {value!r}.")
+
+
+def _kernel_init(init):
+    if init == "pytorch":
+        # PyTorch's default (Kaiming-uniform with a=sqrt(5)) is U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+        return nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
+    return nn.initializers.lecun_normal()
+
+
+def _bias_init(init, fan_in):
+    if init == "pytorch":
+        bound = 1.0 / math.sqrt(fan_in)
+        return lambda key, shape, dtype=jnp.float32: jax.random.uniform(key, shape, dtype, -bound, bound)
+    return nn.initializers.zeros
+
+
+def _activation(name, temperature):
+    if name == "softplus":
+        # Softplus with temperature beta: a smooth ReLU, used by RCIG while distilling.
+        return lambda x: jax.nn.softplus(temperature * x) / temperature
+    return jax.nn.relu
+
+
+def _first_padding(size, depth):
+    """Padding of the first convolution so the spatial size divides 2**depth.
+
+    The papers pad 28-pixel MNIST by 3 in the first layer (28 -> 32) so that three 2x2 poolings
+    end on a 4x4 map; this generalises that rule. Other layers use 'SAME' padding (1 for 3x3).
+    """
+    step = 2 ** depth
+    target = -(-size // step) * step
+    extra = target - size
+    return 1 + extra // 2 if extra % 2 == 0 else 1
+
+
+class ConvNet(nn.Module):
+    """The ConvNet of the dataset-distillation literature.
+
+    ``depth`` blocks of [3x3 convolution, normalisation, activation, 2x2 average pooling], then a
+    linear classifier on the flattened features.
+
+    Parameters
+    ----------
+    width : int, default=128
+        Channels of the first block.
+    depth : int, default=3
+        Number of blocks (3 for images up to 32 px, 4 for 64 px).
+    norm : {"none", "batch", "instance", "layer"}, default="none"
+        Normalisation after each convolution.
+    width_doubling : bool, default=False
+        Double the width in every block (128, 256, 512), as FRePo and RCIG do.
+    activation : {"relu", "softplus"}, default="relu"
+    softplus_temperature : float, default=60.0
+        ``softplus(beta x) / beta``; only used with ``activation="softplus"``.
+    weight_init : {"lecun", "pytorch"}, default="lecun"
+        LeCun-normal weights and zero biases (JAX papers) or PyTorch's uniform defaults.
+    num_classes : int or None
+        Output size of the head; the estimators set it from the data.
+
+    Examples
+    --------
+    >>> import jax, jax.numpy as jnp
+    >>> net = ConvNet(width=8, depth=2, num_classes=10)
+    >>> x = jnp.zeros((4, 8, 8, 1))
+    >>> variables = net.init(jax.random.PRNGKey(0), x)
+    >>> net.apply(variables, x).shape
+    (4, 10)
+    >>> net.apply(variables, x, return_features=True).shape  # 8 channels on a 2x2 map
+    (4, 32)
+    """
+
+    width: int = 128
+    depth: int = 3
+    norm: str = "none"
+    width_doubling: bool = False
+    activation: str = "relu"
+    softplus_temperature: float = 60.0
+    weight_init: str = "lecun"
+    num_classes: Optional[int] = None
+
+    def __post_init__(self):
+        _check_choice("norm", self.norm, _NORMS)
+        _check_choice("activation", self.activation, _ACTIVATIONS)
+        _check_choice("weight_init", self.weight_init, _INITS)
+        if int(self.width) < 1 or int(self.depth) < 1:
+            raise ValueError(f"`width` and `depth` must be positive; got width={self.width}, "
+                             f"depth={self.depth}.")
+        super().__post_init__()
+
+    def _norm(self, x, train, i):
+        if self.norm == "batch":
+            return nn.BatchNorm(use_running_average=not train, momentum=0.9, name=f"norm_{i}")(x)
+        if self.norm == "instance":
+            return nn.InstanceNorm(name=f"norm_{i}")(x)
+        if self.norm == "layer":
+            return nn.LayerNorm(reduction_axes=(-3, -2, -1), name=f"norm_{i}")(x)
+        return x
+
+    @nn.compact
+    def __call__(self, x, train=False, return_features=False):
+        if x.ndim != 4:
+            raise ValueError(f"ConvNet expects NHWC images; got shape {x.shape}.")
+        act = _activation(self.activation, self.softplus_temperature)
+        channels = x.shape[-1]
+        for i in range(self.depth):
+            width = self.width * (2 ** i if self.width_doubling else 1)
+            pad = _first_padding(x.shape[1], self.depth) if i == 0 else 1
+            fan_in = 9 * channels
+            x = nn.Conv(width, (3, 3), padding=pad, kernel_init=_kernel_init(self.weight_init),
+                        bias_init=_bias_init(self.weight_init, fan_in), name=f"conv_{i}")(x)
+            x = act(self._norm(x, train, i))
+            if min(x.shape[1:3]) >= 2:
+                x = nn.avg_pool(x, (2, 2), strides=(2, 2))
+            channels = width
+        features = x.reshape((x.shape[0], -1))
+        if return_features:
+            return features
+        return _head(self.num_classes, self.weight_init, features)
+
+
+class MLP(nn.Module):
+    """A fully connected network for tabular data.
+
+    Parameters
+    ----------
+    hidden_sizes : tuple of int, default=(256, 256)
+    activation : {"relu", "softplus"}, default="relu"
+    softplus_temperature : float, default=60.0
+    weight_init : {"lecun", "pytorch"}, default="lecun"
+    num_classes : int or None
+
+    Examples
+    --------
+    >>> import jax, jax.numpy as jnp
+    >>> net = MLP(hidden_sizes=(16,), num_classes=3)
+    >>> variables = net.init(jax.random.PRNGKey(0), jnp.zeros((2, 5)))
+    >>> net.apply(variables, jnp.ones((2, 5))).shape
+    (2, 3)
+    """
+
+    hidden_sizes: Sequence[int] = (256, 256)
+    activation: str = "relu"
+    softplus_temperature: float = 60.0
+    weight_init: str = "lecun"
+    num_classes: Optional[int] = None
+
+    def __post_init__(self):
+        _check_choice("activation", self.activation, _ACTIVATIONS)
+        _check_choice("weight_init", self.weight_init, _INITS)
+        # A tuple keeps the module hashable, which jit's static arguments require.
+        object.__setattr__(self, "hidden_sizes", tuple(int(h) for h in self.hidden_sizes))
+        super().__post_init__()
+
+    @nn.compact
+    def __call__(self, x, train=False, return_features=False):
+        act = _activation(self.activation, self.softplus_temperature)
+        x = x.reshape((x.shape[0], -1))
+        for i, h in enumerate(self.hidden_sizes):
+            x = act(nn.Dense(h, kernel_init=_kernel_init(self.weight_init),
+                             bias_init=_bias_init(self.weight_init, x.shape[-1]), name=f"dense_{i}")(x))
+        if return_features:
+            return x
+        return _head(self.num_classes, self.weight_init, x)
+
+
+def _head(num_classes, init, features):
+    if num_classes is None:
+        raise ValueError("The network's `num_classes` is not set; estimators set it in fit, or pass "
+                         "num_classes=... when using the network directly.")
+    return nn.Dense(num_classes, kernel_init=_kernel_init(init),
+                    bias_init=_bias_init(init, features.shape[-1]), name="head")(features)
+
+
+def with_num_classes(model, num_classes):
+    """Return ``model`` with its head sized for ``num_classes`` (a copy; the spec is untouched)."""
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"`model` must be a network such as ConvNet(...) or MLP(...); got {model!r}.")
+    return model.clone(num_classes=int(num_classes), parent=None)
+
+
+def has_batch_norm(model):
+    """Whether the network keeps batch statistics (and so needs ``mutable=["batch_stats"]``)."""
+    return getattr(model, "norm", "none") == "batch"
+
+
+def init_variables(model, key, sample_shape):
+    """Initialise a network's variables for inputs of shape ``sample_shape`` (no batch axis)."""
+    return model.init(key, jnp.zeros((1,) + tuple(sample_shape), jnp.float32), train=False)
