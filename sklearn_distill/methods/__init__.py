@@ -1,0 +1,1 @@
+"""One module per distillation method; the public classes are re-exported by the package."""
