@@ -14,6 +14,7 @@ kernel methods such as FRePo regress on). With ``norm="batch"`` and ``train=True
 ``mutable=["batch_stats"]``.
 """
 
+import dataclasses
 import math
 from typing import Optional, Sequence
 
@@ -66,7 +67,25 @@ def _first_padding(size, depth):
     return 1 + extra // 2 if extra % 2 == 0 else 1
 
 
-class ConvNet(nn.Module):
+def _rebuild(cls, fields):
+    return cls(**fields)
+
+
+class _Spec:
+    """Pickle a network as its specification: the class and its fields.
+
+    Flax modules carry a unique internal id, so two equal specifications would otherwise pickle
+    differently; scikit-learn compares parameters by their pickled hash (joblib.hash) to check
+    that ``fit`` leaves them untouched.
+    """
+
+    def __reduce__(self):
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                  if f.name not in ("parent", "name")}
+        return _rebuild, (type(self), fields)
+
+
+class ConvNet(_Spec, nn.Module):
     """The ConvNet of the dataset-distillation literature.
 
     ``depth`` blocks of [3x3 convolution, normalisation, activation, 2x2 average pooling], then a
@@ -151,7 +170,7 @@ class ConvNet(nn.Module):
         return _head(self.num_classes, self.weight_init, features)
 
 
-class MLP(nn.Module):
+class MLP(_Spec, nn.Module):
     """A fully connected network for tabular data.
 
     Parameters
