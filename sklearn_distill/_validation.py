@@ -110,7 +110,8 @@ def check_ipc(y_encoded, ipc, classes):
     counts = np.bincount(y_encoded, minlength=len(classes))
     small = np.flatnonzero(counts < ipc)
     if small.size:
-        detail = ", ".join(f"{classes[i]!r}: {counts[i]}" for i in small[:5])
+        names = np.asarray(classes).tolist()
+        detail = ", ".join(f"{names[i]!r}: {counts[i]}" for i in small[:5])
         raise ValueError(f"`ipc`={ipc} is larger than the number of rows of some classes ({detail}); "
                          f"lower ipc or give more data for those classes.")
 

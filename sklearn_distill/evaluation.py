@@ -363,8 +363,8 @@ class NeuralNetClassifier(ClassifierMixin, BaseEstimator):
         self.loss_curve_ = losses[0]
         return self
 
-    def decision_function(self, X):
-        """Network outputs (logits), shape (n_samples, n_classes)."""
+    def _logits(self, X):
+        # Not a public decision_function: scikit-learn expects that to be 1-D for two classes.
         check_is_fitted(self)
         X = validate_input(self, X, self._layout)
         stacked = jax.tree.map(lambda a: a[None], self.variables_)
@@ -372,14 +372,15 @@ class NeuralNetClassifier(ClassifierMixin, BaseEstimator):
 
     def predict_proba(self, X):
         """Class probabilities: the softmax of the network outputs."""
-        logits = self.decision_function(X)
+        logits = self._logits(X)
         logits = logits - logits.max(axis=1, keepdims=True)
         p = np.exp(logits)
         return p / p.sum(axis=1, keepdims=True)
 
     def predict(self, X):
         """Predicted class labels."""
-        return self.classes_[np.argmax(self.decision_function(X), axis=1)]
+        logits = self._logits(X)
+        return self.classes_[np.argmax(logits, axis=1)]
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -56,6 +56,7 @@ def kcenter_indices(E, k):
     first = int(np.argmin(sq_norms - 2.0 * (E @ mu)))
     order = [first]
     min_d2 = np.maximum(sq_norms + sq_norms[first] - 2.0 * (E @ E[first]), 0.0)
+    min_d2[first] = -1.0
     for _ in range(1, k):
         i = int(np.argmax(min_d2))
         order.append(i)
