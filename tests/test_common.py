@@ -1,0 +1,44 @@
+"""scikit-learn's estimator checks over every public estimator, with fast settings."""
+
+import pytest
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+import sklearn_distill as sd
+from sklearn_distill import (MLP, DistilledClassifier, HerdingDistiller, ImageStandardizer, KCenterDistiller,
+                             NeuralNetClassifier, RandomDistiller, ZCAWhitening)
+
+TINY_EVAL = dict(n_eval_models=1, eval_steps=5, eval_model=MLP(hidden_sizes=(8,)))
+FAST_NET = dict(model=MLP(hidden_sizes=(32,)), n_steps=200, learning_rate=1e-2)
+
+
+def _estimators():
+    yield RandomDistiller(random_state=0, **TINY_EVAL)
+    yield HerdingDistiller(**TINY_EVAL)
+    yield KCenterDistiller(**TINY_EVAL)
+    yield NeuralNetClassifier(random_state=0, **FAST_NET)
+    yield DistilledClassifier(HerdingDistiller(ipc=1), NeuralNetClassifier(random_state=0, **FAST_NET))
+    yield ZCAWhitening()
+    yield ImageStandardizer()
+    if hasattr(sd, "FRePoDistiller"):
+        yield sd.FRePoDistiller(ipc=1, n_steps=2, batch_size=16, pool_size=2, max_online_steps=2,
+                                model=MLP(hidden_sizes=(8,)), random_state=0, **TINY_EVAL)
+
+
+def _expected_failed_checks(estimator):
+    """Each expected failure with its reason (none at present)."""
+    return {}
+
+
+@parametrize_with_checks(list(_estimators()), expected_failed_checks=_expected_failed_checks)
+def test_sklearn_compatible_estimator(estimator, check):
+    check(estimator)
+
+
+def test_every_public_estimator_is_checked():
+    from sklearn.base import BaseEstimator
+
+    checked = {type(e).__name__ for e in _estimators()}
+    public = {name for name in sd.__all__
+              if isinstance(getattr(sd, name), type) and issubclass(getattr(sd, name), BaseEstimator)
+              and not name.startswith("Base")}
+    assert public <= checked, f"not covered by the common checks: {public - checked}"

@@ -1,0 +1,109 @@
+import pickle
+
+import jax
+import numpy as np
+import pytest
+from sklearn.datasets import make_blobs
+
+from sklearn_distill import (MLP, ConvNet, DistilledClassifier, HerdingDistiller, NeuralNetClassifier,
+                             evaluate, load_digits_images)
+from sklearn_distill.evaluation import (default_eval_model, default_eval_steps, predict_networks,
+                                        train_networks)
+from sklearn_distill.networks import with_num_classes
+
+FAST_MLP = dict(model=MLP(hidden_sizes=(32,)), n_steps=150, learning_rate=1e-2)
+
+
+@pytest.fixture(scope="module")
+def blobs():
+    X, y = make_blobs(n_samples=120, centers=3, n_features=4, random_state=0)
+    return X, y
+
+
+def test_networks_are_trained_independently_and_at_once(blobs):
+    X, y = blobs
+    model = with_num_classes(MLP(hidden_sizes=(8,)), 3)
+    targets = np.eye(3)[y]
+    variables, losses = train_networks(jax.random.PRNGKey(0), model, X, targets, n_models=3, n_steps=60,
+                                       loss="ce", learning_rate=1e-2)
+    kernels = variables["params"]["dense_0"]["kernel"]
+    assert kernels.shape[0] == 3 and losses.shape == (3, 60)
+    assert not np.allclose(kernels[0], kernels[1])  # different initialisations
+    assert np.all(losses[:, -1] < losses[:, 0])  # every network learned
+    logits = predict_networks(model, variables, X)
+    assert logits.shape == (3, len(X), 3)
+
+
+def test_prediction_does_not_depend_on_batch_composition(blobs):
+    X, y = blobs
+    clf = NeuralNetClassifier(**FAST_MLP, random_state=0).fit(X, y)
+    full = clf.predict_proba(X)
+    np.testing.assert_array_equal(full[:7], clf.predict_proba(X[:7]))
+
+
+def test_classifier_learns_and_pickles(blobs):
+    X, y = blobs
+    clf = NeuralNetClassifier(**FAST_MLP, random_state=0).fit(X, y)
+    assert clf.score(X, y) > 0.95
+    clone = pickle.loads(pickle.dumps(clf))
+    np.testing.assert_array_equal(clone.predict_proba(X), clf.predict_proba(X))
+    assert all(isinstance(a, np.ndarray) for a in jax.tree.leaves(clf.variables_))
+
+
+def test_soft_labels_use_mse(blobs):
+    X, y = blobs
+    soft = np.eye(3)[y] * 2.0 - 0.5
+    clf = NeuralNetClassifier(**FAST_MLP, random_state=0).fit(X, y, soft_labels=soft)
+    assert clf.score(X, y) > 0.9
+    with pytest.raises(ValueError, match="soft_labels"):
+        NeuralNetClassifier(**FAST_MLP).fit(X, y, soft_labels=soft[:, :2])
+
+
+def test_evaluate_reports_mean_and_std(blobs):
+    X, y = blobs
+    result = evaluate(X, y, X, y, n_models=3, random_state=0, **FAST_MLP)
+    assert result.scores.shape == (3,)
+    assert result.mean == pytest.approx(np.mean(result.scores)) and result.std >= 0
+    assert "±" in str(result)
+    again = evaluate(X, y, X, y, n_models=3, random_state=0, **FAST_MLP)
+    np.testing.assert_array_equal(result.scores, again.scores)  # seeded: reproducible
+    with pytest.raises(ValueError, match="n_models"):
+        evaluate(X, y, X, y, n_models=0)
+
+
+def test_image_training_with_augmentation():
+    X, y = load_digits_images(return_X_y=True)
+    result = evaluate(X[:500], y[:500], X[500:800], y[500:800], n_models=2, model=ConvNet(width=8, depth=2),
+                      n_steps=300, learning_rate=3e-3, random_state=0)
+    assert result.mean > 0.7
+
+
+def test_defaults_of_the_protocol():
+    assert default_eval_model((28, 28, 1)).norm == "none"
+    assert default_eval_model((64, 64, 3)).depth == 4
+    assert isinstance(default_eval_model((5,)), MLP)
+    assert default_eval_steps(10) < default_eval_steps(100) < default_eval_steps(1000)
+
+
+def test_bad_parameters_are_named(blobs):
+    X, y = blobs
+    with pytest.raises(ValueError, match="learning_rate"):
+        NeuralNetClassifier(learning_rate=-1).fit(X, y)
+    with pytest.raises(ValueError, match="loss"):
+        NeuralNetClassifier(loss="hinge").fit(X, y)
+    with pytest.raises(FloatingPointError, match="learning_rate"):
+        NeuralNetClassifier(MLP(hidden_sizes=(8,)), n_steps=20, learning_rate=1e12, loss="mse",
+                            random_state=0).fit(X * 1e6, y)
+
+
+def test_distilled_classifier_trains_on_the_synthetic_set_only():
+    X, y = load_digits_images(return_X_y=True)
+    clf = DistilledClassifier(HerdingDistiller(ipc=3),
+                              NeuralNetClassifier(ConvNet(width=8, depth=2), n_steps=300, learning_rate=3e-3,
+                                                  random_state=0))
+    clf.fit(X[:600], y[:600])
+    assert clf.distiller_.synthetic_X_.shape == (30, 8, 8, 1)
+    assert clf.estimator_.n_features_in_ == clf.distiller_.n_features_in_
+    proba = clf.predict_proba(X[600:700])
+    assert proba.shape == (100, 10) and np.allclose(proba.sum(axis=1), 1)
+    assert clf.score(X[600:900], y[600:900]) > 0.5
