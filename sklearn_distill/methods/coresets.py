@@ -153,6 +153,17 @@ class _EmbeddingCoreset(_CoresetDistiller):
         "embedding": [None, callable, HasMethods(["transform"]), StrOptions({"input"})],
     }
 
+    def __init__(self, ipc=1, *, embedding=None, image_shape=None, n_eval_models=5, eval_steps="auto",
+                 eval_model=None, n_jobs=None, random_state=None):
+        self.ipc = ipc
+        self.embedding = embedding
+        self.image_shape = image_shape
+        self.n_eval_models = n_eval_models
+        self.eval_steps = eval_steps
+        self.eval_model = eval_model
+        self.n_jobs = n_jobs
+        self.random_state = random_state
+
     def _embed(self, X):
         """Rows in the space where distances are measured: the input, or a given embedding."""
         if self.embedding is None or self.embedding == "input":
@@ -208,17 +219,6 @@ class HerdingDistiller(_EmbeddingCoreset):
     (20,)
     """
 
-    def __init__(self, ipc=1, *, embedding=None, image_shape=None, n_eval_models=5, eval_steps="auto",
-                 eval_model=None, n_jobs=None, random_state=None):
-        self.ipc = ipc
-        self.embedding = embedding
-        self.image_shape = image_shape
-        self.n_eval_models = n_eval_models
-        self.eval_steps = eval_steps
-        self.eval_model = eval_model
-        self.n_jobs = n_jobs
-        self.random_state = random_state
-
     def _select(self, E, k, seed):
         return herding_indices(E, k)
 
@@ -257,17 +257,6 @@ class KCenterDistiller(_EmbeddingCoreset):
     >>> KCenterDistiller(ipc=2).fit(X, y).synthetic_y_[:4]
     array([0, 0, 1, 1])
     """
-
-    def __init__(self, ipc=1, *, embedding=None, image_shape=None, n_eval_models=5, eval_steps="auto",
-                 eval_model=None, n_jobs=None, random_state=None):
-        self.ipc = ipc
-        self.embedding = embedding
-        self.image_shape = image_shape
-        self.n_eval_models = n_eval_models
-        self.eval_steps = eval_steps
-        self.eval_model = eval_model
-        self.n_jobs = n_jobs
-        self.random_state = random_state
 
     def _select(self, E, k, seed):
         return kcenter_indices(E, k)
