@@ -25,6 +25,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
+from ._jax import library_prng
 from ._validation import check_ipc, check_random_key, validate_input, validate_training_data
 
 __all__ = ["BaseDistiller", "DistillationResult"]
@@ -113,7 +114,8 @@ class BaseDistiller(BaseEstimator):
         X, y_enc, classes, layout = validate_training_data(self, X, y, self.image_shape)
         check_ipc(y_enc, self.ipc, classes)
         self.classes_, self.layout_ = classes, layout
-        result = self._distill(X, y_enc, check_random_key(self.random_state))
+        with library_prng():
+            result = self._distill(X, y_enc, check_random_key(self.random_state))
         self._store_result(result)
         return self
 

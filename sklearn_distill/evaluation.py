@@ -25,6 +25,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.utils._param_validation import Interval, StrOptions, HasMethods
 from sklearn.utils.validation import check_is_fitted
 
+from ._jax import library_prng
 from ._validation import (check_random_key, validate_input, validate_training_data)
 from .networks import MLP, ConvNet, has_batch_norm, init_variables, with_num_classes
 
@@ -332,11 +333,13 @@ class NeuralNetClassifier(ClassifierMixin, BaseEstimator):
         self.model_ = with_num_classes(model, len(classes))
         loss = self.loss if self.loss != "auto" else ("mse" if soft is not None else "ce")
         n_steps = default_eval_steps(len(X)) if self.n_steps == "auto" else self.n_steps
-        variables, losses = train_networks(
-            check_random_key(self.random_state), self.model_, X, _targets(y_enc, len(classes), soft),
-            n_models=n_models, n_steps=n_steps, batch_size=self.batch_size, loss=loss,
-            augmentation=resolve_augmentation(self.augment, layout.sample_shape),
-            learning_rate=self.learning_rate, weight_decay=self.weight_decay, progress=progress)
+        with library_prng():
+            variables, losses = train_networks(
+                check_random_key(self.random_state), self.model_, X,
+                _targets(y_enc, len(classes), soft),
+                n_models=n_models, n_steps=n_steps, batch_size=self.batch_size, loss=loss,
+                augmentation=resolve_augmentation(self.augment, layout.sample_shape),
+                learning_rate=self.learning_rate, weight_decay=self.weight_decay, progress=progress)
         losses = np.asarray(losses)
         if not np.all(np.isfinite(losses[:, -1])):
             raise FloatingPointError("Training diverged (non-finite loss); lower `learning_rate`.")
