@@ -1,0 +1,38 @@
+"""sklearn_distill: dataset distillation for the scikit-learn ecosystem.
+
+Learn a tiny synthetic training set (a few images or rows per class) on which a model trained
+from scratch comes close to one trained on the full data. Every distiller is a scikit-learn
+estimator and an imbalanced-learn sampler::
+
+    >>> from sklearn_distill import HerdingDistiller, load_digits_images
+    >>> X, y = load_digits_images(return_X_y=True)
+    >>> X_small, y_small = HerdingDistiller(ipc=1).fit_resample(X, y)
+    >>> X_small.shape
+    (10, 8, 8, 1)
+"""
+
+__version__ = "0.1.0"
+
+from .augment import ImageAugmentation
+from .base import BaseDistiller, DistillationResult
+from .datasets import load_benchmark, load_digits_images
+from .evaluation import DistilledClassifier, EvaluationResult, NeuralNetClassifier, evaluate
+from .io import SyntheticSet, load_synthetic_set, save_synthetic_set
+from .methods.coresets import HerdingDistiller, KCenterDistiller, RandomDistiller
+from .methods.frepo import FRePoDistiller
+from .networks import MLP, ConvNet
+from .plotting import plot_label_heatmap, plot_learning_curve, plot_synthetic_images
+from .preprocessing import ImageStandardizer, ZCAWhitening
+
+__all__ = [
+    "BaseDistiller", "DistillationResult",
+    "RandomDistiller", "HerdingDistiller", "KCenterDistiller",
+    "FRePoDistiller",
+    "NeuralNetClassifier", "DistilledClassifier", "EvaluationResult", "evaluate",
+    "ConvNet", "MLP", "ImageAugmentation",
+    "ZCAWhitening", "ImageStandardizer",
+    "load_digits_images", "load_benchmark",
+    "SyntheticSet", "save_synthetic_set", "load_synthetic_set",
+    "plot_synthetic_images", "plot_label_heatmap", "plot_learning_curve",
+    "__version__",
+]

@@ -1,0 +1,155 @@
+r"""A pool of online-trained networks, stacked into one pytree (FRePo and RCIG).
+
+FRePo (Zhou et al., 2022) and RCIG (Loo et al., 2023) compute their meta-gradient with a network
+drawn from a *pool* of :math:`m` networks at different stages of training, instead of a single
+network or a fresh one every step. After each meta-step the network used is trained one step on
+the current synthetic set; once it has taken :math:`K` such online steps it is replaced by a new
+random initialisation. The pool starts with staggered step counters,
+:math:`\lfloor K/m \rfloor \cdot i` for member :math:`i`, so the members are replaced at different
+times and the pool always covers early and late stages of training.
+
+The pool is one pytree whose leaves have a leading axis of size :math:`m` (variables, optimiser
+states and step counters), so a member is picked with a traced index inside a jitted step and no
+Python-side state is involved. Everything here is a pure function.
+"""
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from .evaluation import apply_network, network_loss
+from .networks import init_variables
+
+__all__ = ["ModelPool", "pool_optimizer", "init_member", "init_pool", "get_member",
+           "sample_index", "online_update"]
+
+
+class ModelPool(NamedTuple):
+    """The stacked state of ``m`` networks.
+
+    Attributes
+    ----------
+    variables : pytree
+        Network variables (``params`` and, with batch norm, ``batch_stats``), leading axis ``m``.
+    opt_state : pytree
+        Online optimiser state of each member, leading axis ``m``.
+    steps : jax.Array of int32, shape (m,)
+        Online updates each member has taken since its last (re-)initialisation.
+    """
+
+    variables: Any
+    opt_state: Any
+    steps: jax.Array
+
+
+def pool_optimizer(learning_rate):
+    """The online optimiser: Adam with a constant learning rate."""
+    return optax.adam(learning_rate)
+
+
+def init_member(key, model, sample_shape, optimizer):
+    """Fresh variables and optimiser state of one member."""
+    variables = init_variables(model, key, sample_shape)
+    return variables, optimizer.init(variables["params"])
+
+
+def init_pool(key, model, sample_shape, pool_size, max_online_steps, optimizer):
+    r"""Initialise ``pool_size`` members with staggered step counters.
+
+    Member :math:`i` starts with :math:`\lfloor K/m \rfloor \cdot i` steps on its counter (its
+    weights are fresh like every other member's), so with :math:`m \le K` the first
+    re-initialisations are spread over the first :math:`K` updates instead of all coinciding.
+    """
+    keys = jax.random.split(key, pool_size)
+    variables, opt_state = jax.vmap(lambda k: init_member(k, model, sample_shape, optimizer))(keys)
+    steps = (max_online_steps // pool_size) * jnp.arange(pool_size, dtype=jnp.int32)
+    return ModelPool(variables, opt_state, steps)
+
+
+def get_member(tree, index):
+    """Member ``index`` (a traced integer is fine) of a stacked pytree."""
+    return jax.tree.map(lambda a: a[index], tree)
+
+
+def _set_member(tree, index, member):
+    return jax.tree.map(lambda a, b: a.at[index].set(b), tree, member)
+
+
+def sample_index(key, pool_size):
+    """A member drawn uniformly at random (with replacement across steps)."""
+    return jax.random.randint(key, (), 0, pool_size)
+
+
+def online_update(pool, index, key, X, targets, *, model, optimizer, max_online_steps,
+                  batch_size=None, keep=True):
+    r"""Advance member ``index`` by one online step, or re-initialise it.
+
+    A member whose counter has reached ``max_online_steps`` (:math:`K`) is replaced by a fresh
+    initialisation (new weights, new optimiser state, counter 0) and not trained this time, so
+    every member takes exactly :math:`K` online updates per life (its first life may be shorter,
+    see :func:`init_pool`). Otherwise it takes one optimiser step on
+
+    .. math::
+
+        \frac{1}{2b} \sum_{i=1}^{b} \lVert f_\theta(x_i) - y_i \rVert_2^2
+
+    over a batch of the synthetic set and its (learned) labels, in training mode (batch
+    statistics are used and the running averages updated).
+
+    Parameters
+    ----------
+    pool : ModelPool
+    index : int or traced int
+    key : jax.Array
+        For the re-initialisation and the batch.
+    X, targets : arrays of shape (n, ...) and (n, n_classes)
+        The current synthetic set and its labels (no gradient flows to them).
+    model : flax.linen.Module
+    optimizer : optax.GradientTransformation
+    max_online_steps : int
+    batch_size : int or None, default=None
+        Rows per online step, drawn without replacement; ``None`` or ``>= n`` uses all rows.
+    keep : bool or traced bool, default=True
+        When false the pool is returned unchanged (used by guarded steps whose meta-step failed).
+
+    Returns
+    -------
+    ModelPool
+    """
+    init_key, batch_key = jax.random.split(key)
+    X = jax.lax.stop_gradient(X)
+    targets = jax.lax.stop_gradient(targets)
+    n = X.shape[0]
+    if batch_size is not None and batch_size < n:
+        rows = jax.random.choice(batch_key, n, (batch_size,), replace=False)
+        X, targets = X[rows], targets[rows]
+    variables = get_member(pool.variables, index)
+    opt_state = get_member(pool.opt_state, index)
+    count = pool.steps[index]
+
+    def reset(_):
+        new_vars, new_opt = init_member(init_key, model, X.shape[1:], optimizer)
+        return new_vars, new_opt, jnp.zeros((), jnp.int32)
+
+    def train(_):
+        def objective(params):
+            logits, new_vars = apply_network(model, {**variables, "params": params}, X, True)
+            return network_loss(logits, targets, "mse"), new_vars
+
+        grads, new_vars = jax.grad(objective, has_aux=True)(variables["params"])
+        updates, new_opt = optimizer.update(grads, opt_state, variables["params"])
+        params = optax.apply_updates(variables["params"], updates)
+        return {**new_vars, "params": params}, new_opt, count + 1
+
+    # lax.cond runs only the branch taken, so the (rare) re-initialisation costs nothing on
+    # the other steps.
+    new_vars, new_opt, new_count = jax.lax.cond(count >= max_online_steps, reset, train, None)
+    keep = jnp.asarray(keep)
+    new_vars, new_opt, new_count = jax.tree.map(lambda a, b: jnp.where(keep, a, b),
+                                                (new_vars, new_opt, new_count),
+                                                (variables, opt_state, count))
+    return ModelPool(_set_member(pool.variables, index, new_vars),
+                     _set_member(pool.opt_state, index, new_opt),
+                     pool.steps.at[index].set(new_count))

@@ -1,0 +1,423 @@
+r"""Training scaffold shared by the gradient-based distillers (FRePo, RCIG, RaT-BPTT).
+
+A distiller built on this module writes one pure, jitted *step* ``state -> (state, loss)`` on a
+pytree ``state`` (synthetic set, optimiser states, model pool, PRNG key, ...) and hands it to
+:func:`run_loop`, which provides everything around it:
+
+* a Python loop over the one compiled step: dispatch is asynchronous, and the host reads the
+  losses back only every ``log_every`` steps (XLA's CPU backend also runs convolutions inside
+  ``lax.scan`` / while loops several times slower than the same step called from Python);
+* a progress bar (tqdm) and a ``history`` of step, wall time and loss per logged step;
+* graceful stops: Ctrl-C finishes the step in flight and returns its state, and a non-finite loss
+  returns the last good state (the step must be *guarded*, see :func:`select_tree` and
+  ``"ok"`` below); both emit a :class:`UserWarning` explaining what happened;
+* atomic checkpoints of the whole state without pickle (:func:`save_checkpoint`,
+  :func:`load_checkpoint`) and resuming from them.
+
+Guarded steps
+-------------
+A step keeps a boolean ``state["ok"]``; when its loss (or the new synthetic set) is not finite it
+returns its *input* state with ``ok`` set to ``False`` (``select_tree(ok, new, old)``), and a
+state with ``ok == False`` never changes again. Since the host only looks every ``log_every``
+steps, this is what makes "the synthetic set before the bad step" recoverable without syncing
+every step.
+
+It also holds the pieces every method initialises the same way: the synthetic set drawn from real
+rows and/or noise per class (:func:`init_synthetic`), centred one-hot labels
+(:func:`centred_one_hot`, :func:`init_labels`) and FRePo's label-margin regulariser
+(:func:`label_margin_loss`).
+"""
+
+import hashlib
+import json
+import os
+import signal
+import tempfile
+import threading
+import time
+import warnings
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = ["LoopResult", "run_loop", "select_tree", "tree_isfinite", "save_checkpoint",
+           "load_checkpoint", "restore_state", "data_fingerprint", "init_synthetic",
+           "centred_one_hot", "init_labels", "label_margin_loss"]
+
+_INITS = ("real", "noise", "real+noise")
+
+
+# --------------------------------------------------------------------------------------------
+# Synthetic-set and label initialisation
+# --------------------------------------------------------------------------------------------
+
+def init_synthetic(key, X, y, n_classes, ipc, init="real", noise_scale=0.1):
+    r"""Initial synthetic set: ``ipc`` samples per class, ordered class by class.
+
+    * ``"real"``: ``ipc`` distinct real rows of each class, drawn at random;
+    * ``"noise"``: Gaussian noise with the per-feature mean and standard deviation of ``X``,
+      :math:`x = \mu + \sigma \odot \varepsilon`;
+    * ``"real+noise"``: real rows plus ``noise_scale`` times that noise's deviation,
+      :math:`x = x_{\text{real}} + \text{noise\_scale}\,\sigma \odot \varepsilon`.
+
+    Parameters
+    ----------
+    key : jax.Array
+        PRNG key.
+    X : ndarray of shape (n, ...)
+        Training data in the internal layout.
+    y : ndarray of int of shape (n,)
+        Class indices ``0..n_classes-1``.
+    n_classes, ipc : int
+    init : {"real", "noise", "real+noise"}, default="real"
+    noise_scale : float, default=0.1
+        Relative noise level of ``"real+noise"``.
+
+    Returns
+    -------
+    X_syn : ndarray of float32, shape (n_classes * ipc, ...)
+    y_syn : ndarray of int32, shape (n_classes * ipc,)
+    """
+    if init not in _INITS:
+        raise ValueError(f"`init` must be one of {_INITS}; got {init!r}.")
+    X = np.asarray(X, np.float32)
+    y = np.asarray(y)
+    y_syn = np.repeat(np.arange(n_classes, dtype=np.int32), ipc)
+    # A NumPy generator seeded from the key's bits: host-side sampling needs no compilation,
+    # and the result is still a function of the key alone.
+    rng = np.random.default_rng(np.asarray(_key_data(key)).ravel().tolist())
+    rows = [rng.choice(np.flatnonzero(y == c), ipc, replace=False) for c in range(n_classes)]
+    real = X[np.concatenate(rows)]
+    if init == "real":
+        return real, y_syn
+    mean, std = X.mean(axis=0), X.std(axis=0)
+    eps = rng.standard_normal(real.shape).astype(np.float32)
+    if init == "noise":
+        return (mean + std * eps).astype(np.float32), y_syn
+    return (real + noise_scale * std * eps).astype(np.float32), y_syn
+
+
+def _key_data(key):
+    if jnp.issubdtype(jnp.result_type(key), jax.dtypes.prng_key):
+        return jax.random.key_data(key)
+    return key
+
+
+def centred_one_hot(y, n_classes):
+    r"""Centred one-hot targets: :math:`1 - 1/C` for the class, :math:`-1/C` elsewhere.
+
+    Examples
+    --------
+    >>> centred_one_hot(np.array([0, 1]), 2).tolist()
+    [[0.5, -0.5], [-0.5, 0.5]]
+    """
+    return (np.eye(n_classes, dtype=np.float32)[np.asarray(y)] - 1.0 / n_classes).astype(np.float32)
+
+
+def init_labels(y, n_classes, scale=True):
+    r"""Initial learned labels: centred one-hot, divided by :math:`\sqrt{C/10}` when ``scale``.
+
+    The scaling keeps the label norm of many-class problems comparable to ten classes, as FRePo
+    does (CIFAR-100 labels start at a tenth of the energy of unscaled ones).
+    """
+    labels = centred_one_hot(y, n_classes)
+    if scale:
+        labels = labels / np.sqrt(n_classes / 10.0)
+    return labels.astype(np.float32)
+
+
+def label_margin_loss(labels):
+    r"""FRePo's label-margin regulariser, :math:`-\frac1n\sum_i \min(y_{i,(1)} - y_{i,(2)}, 1/C)`.
+
+    :math:`y_{i,(1)}` and :math:`y_{i,(2)}` are the two largest entries of row :math:`i`; the term
+    rewards a margin of up to :math:`1/C` between them and nothing beyond, so learned labels stay
+    decisive without being pushed to grow.
+
+    Examples
+    --------
+    >>> round(float(label_margin_loss(jnp.array([[1.0, 0.0], [0.2, 0.0]]))), 4)  # margins 1 -> 0.5, 0.2
+    -0.35
+    """
+    n_classes = labels.shape[-1]
+    top2 = jax.lax.top_k(labels, 2)[0]
+    return -jnp.mean(jnp.minimum(top2[:, 0] - top2[:, 1], 1.0 / n_classes))
+
+
+# --------------------------------------------------------------------------------------------
+# Guarded steps
+# --------------------------------------------------------------------------------------------
+
+def select_tree(pred, on_true, on_false):
+    """Leafwise ``jnp.where(pred, on_true, on_false)`` over two pytrees of one structure."""
+    return jax.tree.map(lambda a, b: jnp.where(pred, a, b), on_true, on_false)
+
+
+def tree_isfinite(tree):
+    """Scalar boolean: every floating leaf of ``tree`` is finite."""
+    flags = [jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(tree)
+             if jnp.issubdtype(jnp.result_type(leaf), jnp.floating)]
+    return jnp.all(jnp.stack(flags)) if flags else jnp.array(True)
+
+
+# --------------------------------------------------------------------------------------------
+# Checkpoints (no pickle: an .npz of the flattened leaves plus a JSON description)
+# --------------------------------------------------------------------------------------------
+
+_META = "__meta__"
+
+
+def data_fingerprint(*arrays):
+    """Short hash of arrays' shapes, dtypes and bytes: ties a checkpoint to its training data."""
+    digest = hashlib.blake2b(digest_size=16)
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        digest.update(repr((a.shape, a.dtype.str)).encode())
+        digest.update(a.tobytes())
+    return digest.hexdigest()
+
+
+def save_checkpoint(path, state, step, config, extra=None):
+    """Write ``state`` (a pytree of arrays) to ``path`` atomically.
+
+    The leaves go into an ``.npz`` file in flattening order together with a JSON block holding
+    the tree structure, the leaves' shapes and dtypes, ``step``, the ``config`` the run must
+    match to resume, and ``extra`` (e.g. the history). The file is written under a temporary name
+    in the same folder and moved into place with :func:`os.replace`, so an interruption never
+    leaves a half-written checkpoint. Nothing is pickled.
+    """
+    leaves, treedef = jax.tree.flatten(state)
+    leaves = [np.asarray(leaf) for leaf in jax.device_get(leaves)]
+    meta = {"format": "sklearn_distill.checkpoint/1", "treedef": str(treedef),
+            "shapes": [list(leaf.shape) for leaf in leaves],
+            "dtypes": [leaf.dtype.str for leaf in leaves],
+            "step": int(step), "config": config, "extra": extra or {}}
+    arrays = {f"leaf_{i:05d}": leaf for i, leaf in enumerate(leaves)}
+    arrays[_META] = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".ckpt-", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    return path
+
+
+def load_checkpoint(path):
+    """Read a checkpoint written by :func:`save_checkpoint`; returns ``(leaves, meta)``."""
+    with np.load(os.fspath(path), allow_pickle=False) as data:
+        if _META not in data.files:
+            raise ValueError(f"{path!r} is not a sklearn_distill checkpoint (no metadata block).")
+        meta = json.loads(bytes(data[_META]).decode("utf-8"))
+        leaves = [data[f"leaf_{i:05d}"] for i in range(len(meta["shapes"]))]
+    return leaves, meta
+
+
+def _config_diff(saved, current):
+    keys = sorted(set(saved) | set(current))
+    return [f"{k}: checkpoint has {saved.get(k)!r}, this fit has {current.get(k)!r}"
+            for k in keys if saved.get(k) != current.get(k)]
+
+
+def restore_state(path, template, config, param="checkpoint"):
+    """Load the checkpoint at ``path`` into the structure of ``template`` after checking it.
+
+    Raises a ``ValueError`` naming ``param`` when the checkpoint was written by a different
+    configuration (parameters or data) or holds a state of another structure.
+
+    Returns
+    -------
+    state : pytree
+        Like ``template``, with the saved values.
+    step : int
+    extra : dict
+    """
+    leaves, meta = load_checkpoint(path)
+    diff = _config_diff(meta.get("config", {}), config)
+    if diff:
+        raise ValueError(f"`{param}`={os.fspath(path)!r} was written by a different configuration "
+                         f"and cannot be resumed ({'; '.join(diff[:6])}). Delete the file or point "
+                         f"`{param}` elsewhere to start afresh.")
+    t_leaves, treedef = jax.tree.flatten(template)
+    shapes = [list(np.shape(leaf)) for leaf in t_leaves]
+    if meta["treedef"] != str(treedef) or meta["shapes"] != shapes:
+        raise ValueError(f"`{param}`={os.fspath(path)!r} holds a state of a different structure "
+                         f"than this fit builds; delete the file to start afresh.")
+    leaves = [np.asarray(a, dtype=np.asarray(t).dtype) for a, t in zip(leaves, t_leaves)]
+    return jax.tree.unflatten(treedef, leaves), int(meta["step"]), meta.get("extra", {})
+
+
+# --------------------------------------------------------------------------------------------
+# The loop driver
+# --------------------------------------------------------------------------------------------
+
+class LoopResult(NamedTuple):
+    """What :func:`run_loop` returns.
+
+    Attributes
+    ----------
+    state : pytree
+        The last good state.
+    step : int
+        Steps taken in total (including those before a resume).
+    history : dict of list
+        ``"step"``, ``"time"`` (seconds since the start of the run, resumes included) and
+        ``"loss"`` (mean loss of the steps since the previous log) per logged step.
+    stop_reason : {"done", "interrupted", "diverged"}
+    """
+
+    state: object
+    step: int
+    history: dict
+    stop_reason: str
+
+
+class _InterruptFlag:
+    """Turn the first Ctrl-C into a flag the loop checks between steps; a second one raises.
+
+    The step function may donate its input buffers, so a KeyboardInterrupt raised between a
+    dispatch and the assignment of its result could lose the state; checking a flag between
+    steps cannot.
+    """
+
+    def __init__(self):
+        self.set = False
+        self._previous = None
+
+    def _handler(self, signum, frame):
+        self.set = True
+        signal.signal(signal.SIGINT, self._previous)
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+        return False
+
+
+def run_loop(step_fn, state, *, n_steps, start_step=0, log_every=100, checkpoint=None,
+             checkpoint_every=None, checkpoint_config=None, history=None, verbose=0,
+             description="distilling"):
+    """Drive a guarded, jitted step for ``n_steps`` steps in total.
+
+    Parameters
+    ----------
+    step_fn : callable ``state -> (state, loss)``
+        One optimisation step (normally ``jax.jit``-compiled, possibly donating ``state``).
+        ``state`` must be a dict with a boolean ``"ok"`` leaf, set to ``False`` (and the rest of
+        the state left as it was) by a step whose loss is not finite.
+    state : pytree
+        The state to start from (fresh, or restored from a checkpoint).
+    n_steps : int
+        Total number of steps of the run.
+    start_step : int, default=0
+        Steps already taken (when resuming).
+    log_every : int, default=100
+        Losses are read back from the device, checked and recorded every ``log_every`` steps
+        (and at the last step); in between the host never waits on the device.
+    checkpoint : path-like or None
+        Where to save the state every ``checkpoint_every`` steps and when the loop stops.
+    checkpoint_every : int or None
+    checkpoint_config : dict
+        JSON-serialisable description of the run, saved with the state (see
+        :func:`restore_state`).
+    history : dict of list or None
+        History of a resumed run, to extend.
+    verbose : int, default=0
+        ``> 0`` shows a tqdm progress bar with the loss.
+    description : str
+        Label of the progress bar and of the warnings.
+
+    Returns
+    -------
+    LoopResult
+    """
+    history = {k: list(v) for k, v in (history or {"step": [], "time": [], "loss": []}).items()}
+    elapsed_before = history["time"][-1] if history.get("time") else 0.0
+    start = time.perf_counter()
+    step, pending, stop_reason = int(start_step), [], "done"
+    log_every = max(1, int(log_every))
+    bar = None
+    if verbose:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=int(n_steps), initial=step, desc=description, dynamic_ncols=True)
+
+    def save():
+        if checkpoint is not None:
+            save_checkpoint(checkpoint, state, step, checkpoint_config or {}, {"history": history})
+
+    def flush():
+        """Read the pending losses; returns the number of good steps among them."""
+        nonlocal pending
+        losses = np.asarray(jax.device_get(pending), dtype=np.float64)
+        pending = []
+        bad = np.flatnonzero(~np.isfinite(losses))
+        good = losses if bad.size == 0 else losses[:bad[0]]
+        return good, bad.size > 0
+
+    window_start = step
+    with _InterruptFlag() as interrupt:
+        try:
+            while step < n_steps:
+                if interrupt.set:
+                    stop_reason = "interrupted"
+                    break
+                state, loss = step_fn(state)
+                pending.append(loss)
+                step += 1
+                if step % log_every == 0 or step == n_steps or interrupt.set:
+                    good, diverged = flush()
+                    if diverged:
+                        # The guarded step froze the state at the last good one, reached after
+                        # the good steps of this window.
+                        step, stop_reason = window_start + len(good), "diverged"
+                        break
+                    window_start = step
+                    history["step"].append(step)
+                    history["time"].append(elapsed_before + time.perf_counter() - start)
+                    history["loss"].append(float(np.mean(good)))
+                    if bar is not None:
+                        bar.update(step - bar.n)
+                        bar.set_postfix(loss=f"{history['loss'][-1]:.4g}")
+                if (checkpoint is not None and checkpoint_every and step % checkpoint_every == 0
+                        and step < n_steps):
+                    save()
+        except KeyboardInterrupt:
+            # Raised outside the step call (e.g. while reading losses): `state` is still the
+            # last state a step returned.
+            stop_reason = "interrupted"
+    if pending:
+        good, diverged = flush()
+        if diverged:
+            step, stop_reason = window_start + len(good), "diverged"
+    if bar is not None:
+        bar.close()
+    # A diverged state is frozen (ok=False); the values are the last good ones, and a resumed
+    # run (with a smaller learning rate, say) must be able to move on from them.
+    state = {**state, "ok": jnp.asarray(True)}
+    if stop_reason == "interrupted":
+        warnings.warn(f"{description}: interrupted at step {step} of {n_steps}; keeping the state "
+                      f"reached so far" + (f" (saved to {os.fspath(checkpoint)!r}; fit again to "
+                                           f"resume)" if checkpoint is not None else "") + ".",
+                      UserWarning, stacklevel=3)
+    elif stop_reason == "diverged":
+        warnings.warn(f"{description}: the loss became non-finite (NaN or inf) at step {step + 1}; "
+                      f"stopped and kept the state of step {step}, the last with a finite loss. "
+                      f"Lower the learning rate, or check the data for extreme values.",
+                      UserWarning, stacklevel=3)
+    save()
+    return LoopResult(state, step, history, stop_reason)

@@ -1,0 +1,490 @@
+r"""FRePo: dataset distillation by neural feature regression with a model pool.
+
+Zhou, Nezhadarya & Ba, "Dataset Distillation using Neural Feature Regression", NeurIPS 2022
+(https://arxiv.org/abs/2206.00719).
+
+Each meta-step draws a network :math:`\theta` from a pool of online-trained networks, computes the
+features :math:`F_s = f_\theta(X_s)` of the synthetic set and :math:`F_t = f_\theta(X_t)` of a
+batch of real data, fits kernel ridge regression with the *conjugate kernel*
+:math:`K_{ab} = F_a F_b^\top` on the synthetic set and scores it on the real batch:
+
+.. math::
+
+    \mathcal{L}(X_s, Y_s) = \frac{1}{2 n_t}
+        \bigl\lVert Y_t - K_{ts} (K_{ss} + \lambda I)^{-1} Y_s \bigr\rVert_F^2
+        + \mathcal{R}(Y_s),
+    \qquad \lambda = \lambda_0 \frac{\operatorname{tr} K_{ss}}{n_s},
+
+with centred one-hot real targets :math:`Y_t` and the label-margin regulariser
+:math:`\mathcal{R}` (:func:`sklearn_distill._training.label_margin_loss`). Only the last layer is
+solved in closed form, so the meta-gradient needs no unrolled inner loop. The synthetic images and
+labels take one LAMB step on it; then the sampled network takes one Adam step on the synthetic set
+(or is re-initialised after ``max_online_steps`` such steps, see :mod:`sklearn_distill._pool`).
+"""
+
+import os
+from functools import partial
+from numbers import Integral, Real
+from typing import Any, NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
+
+from .. import _pool
+from .._training import (data_fingerprint, init_labels, init_synthetic, label_margin_loss,
+                         restore_state, run_loop, centred_one_hot, select_tree, tree_isfinite)
+from ..base import BaseDistiller, DistillationResult
+from ..kernels import feature_regression_loss
+from ..networks import MLP, ConvNet, with_num_classes
+
+__all__ = ["FRePoDistiller"]
+
+# Rows of the synthetic set per online step of a pool member (the official code's cap).
+_ONLINE_BATCH = 1000
+
+
+class _Config(NamedTuple):
+    """Static configuration of the jitted meta-step (hashable: it is a jit static argument).
+
+    Only what changes shapes or the traced program is static; the numeric hyperparameters travel
+    as traced scalars (:func:`hyperparameters`), so fits that differ only in them (a grid search
+    over ``max_online_steps``, say) share one compilation.
+    """
+
+    model: Any
+    batch_size: int
+    learn_labels: bool
+    flip: bool
+    precision: str
+    batch_sharding: Optional[Any]
+
+
+def hyperparameters(n_steps, learning_rate, ridge, max_online_steps, online_learning_rate):
+    """The traced hyperparameters of the meta-step, as a dict of scalar arrays."""
+    return {"n_steps": jnp.asarray(n_steps, jnp.int32),
+            "learning_rate": jnp.asarray(learning_rate, jnp.float32),
+            "ridge": jnp.asarray(ridge, jnp.float32),
+            "max_online_steps": jnp.asarray(max_online_steps, jnp.int32),
+            "online_learning_rate": jnp.asarray(online_learning_rate, jnp.float32)}
+
+
+def _lamb(hyper):
+    """LAMB with cosine decay to a tenth of the initial rate over ``n_steps``, no warm-up."""
+    total = jnp.maximum(hyper["n_steps"], 1).astype(jnp.float32)
+    rate = hyper["learning_rate"]
+
+    def schedule(count):
+        progress = jnp.minimum(count.astype(jnp.float32), total) / total
+        return rate * (0.1 + 0.9 * 0.5 * (1.0 + jnp.cos(jnp.pi * progress)))
+
+    return optax.lamb(schedule)
+
+
+def _features(model, variables, x):
+    # Inference mode: batch norm uses the running statistics of the member's online training,
+    # and no statistics are taken from the real or the synthetic batch.
+    return model.apply(variables, x, train=False, return_features=True)
+
+
+def _flip_images(x):
+    return jnp.flip(x, axis=2)  # NHWC: mirror the width axis
+
+
+def meta_loss(synthetic, variables, x_real, y_real, config, ridge):
+    r"""FRePo's meta-loss of the synthetic set ``{"x", "y"}`` under one network.
+
+    Returns ``(total, kernel_loss)``: the KRR loss plus the label-margin term, and the KRR loss
+    alone. The real features carry no gradient.
+    """
+    x, y = synthetic["x"], synthetic["y"]
+    margin = label_margin_loss(y) if config.learn_labels else 0.0
+    if not config.learn_labels:
+        y = jax.lax.stop_gradient(y)
+    if config.flip:
+        # The mirrored copies enter the regression as extra support points with the same labels.
+        x = jnp.concatenate([x, _flip_images(x)])
+        y = jnp.concatenate([y, y])
+    feat_t = jax.lax.stop_gradient(_features(config.model, variables, x_real))
+    feat_s = _features(config.model, variables, x)
+    # "auto" solves in primal form when the synthetic set outnumbers the features: the dual Gram
+    # matrix is then rank-deficient and its float32 Cholesky fails under the tiny ridge.
+    kernel_loss = feature_regression_loss(feat_t, y_real, feat_s, y, ridge, solver="auto",
+                                          precision=config.precision)
+    return kernel_loss + margin, kernel_loss
+
+
+def _real_batch(key, X_real, Y_real, config):
+    n = X_real.shape[0]
+    if config.batch_size < n:
+        rows = jax.random.choice(key, n, (config.batch_size,), replace=False)
+        x, y = X_real[rows], Y_real[rows]
+    else:
+        x, y = X_real, Y_real
+    if config.batch_sharding is not None:
+        # Split the real batch over the devices; everything else stays replicated.
+        x = jax.lax.with_sharding_constraint(x, config.batch_sharding)
+        y = jax.lax.with_sharding_constraint(y, config.batch_sharding)
+    return x, y
+
+
+def _meta_gradient(state, X_real, Y_real, hyper, config):
+    """Meta-loss, its gradient, the member index and the keys of one step (no update)."""
+    key, batch_key, index_key, online_key = jax.random.split(state["key"], 4)
+    index = _pool.sample_index(index_key, state["pool"].steps.shape[0])
+    variables = _pool.get_member(state["pool"].variables, index)
+    x_real, y_real = _real_batch(batch_key, X_real, Y_real, config)
+    synthetic = {"x": state["x"], "y": state["y"]}
+    (loss, _), grads = jax.value_and_grad(meta_loss, has_aux=True)(
+        synthetic, variables, x_real, y_real, config, hyper["ridge"])
+    return loss, grads, index, key, online_key
+
+
+@partial(jax.jit, static_argnames=("config",))
+def meta_gradient(state, X_real, Y_real, hyper, config):
+    """The meta-loss and its gradient with respect to ``{"x", "y"}`` for the step ``state`` is at."""
+    loss, grads, *_ = _meta_gradient(state, X_real, Y_real, hyper, config)
+    return loss, grads
+
+
+def _meta_step_impl(state, X_real, Y_real, hyper, config):
+    loss, grads, index, key, online_key = _meta_gradient(state, X_real, Y_real, hyper, config)
+    synthetic = {"x": state["x"], "y": state["y"]}
+    updates, opt_state = _lamb(hyper).update(grads, state["opt"], synthetic)
+    new = optax.apply_updates(synthetic, updates)
+    if not config.learn_labels:
+        new = {"x": new["x"], "y": synthetic["y"]}
+    ok = state["ok"] & jnp.isfinite(loss) & tree_isfinite(new)
+    new, opt_state = select_tree(ok, (new, opt_state), (synthetic, state["opt"]))
+    n_syn = new["x"].shape[0]
+    pool = _pool.online_update(
+        state["pool"], index, online_key, new["x"], new["y"], model=config.model,
+        optimizer=_pool.pool_optimizer(hyper["online_learning_rate"]),
+        max_online_steps=hyper["max_online_steps"],
+        batch_size=_ONLINE_BATCH if n_syn > _ONLINE_BATCH else None, keep=ok)
+    state = {"x": new["x"], "y": new["y"], "opt": opt_state, "pool": pool,
+             "key": jnp.where(ok, key, state["key"]), "ok": ok}
+    return state, jnp.where(ok, loss, jnp.nan)
+
+
+# The state is donated so that the pool member is updated in place instead of the whole pool
+# being copied every step.
+_meta_step = jax.jit(_meta_step_impl, static_argnames=("config",), donate_argnums=(0,))
+
+
+class FRePoDistiller(BaseDistiller):
+    r"""Dataset distillation by neural feature regression with a model pool (FRePo).
+
+    Learns ``ipc`` synthetic samples per class, and their labels, such that kernel ridge
+    regression on the features of a network trained for a while (the conjugate kernel of its
+    penultimate layer) predicts real data well. Per meta-step:
+
+    1. draw a network :math:`\theta` uniformly from a pool of ``pool_size`` online-trained ones
+       and a batch :math:`(X_t, Y_t)` of ``batch_size`` real rows (centred one-hot targets);
+    2. compute the loss, with :math:`F = f_\theta(\cdot)` the penultimate activations,
+
+       .. math::
+
+           \mathcal{L}(X_s, Y_s) = \frac{1}{2 n_t}
+               \bigl\lVert Y_t - F_t F_s^\top
+               \bigl(F_s F_s^\top + \lambda_0 \tfrac{\operatorname{tr}(F_s F_s^\top)}{n_s} I
+               \bigr)^{-1} Y_s \bigr\rVert_F^2
+               - \frac{1}{n_s} \sum_i \min\bigl(y_{i,(1)} - y_{i,(2)}, \tfrac1C\bigr),
+
+       where the second term (only with ``learn_labels``) keeps a margin of :math:`1/C` between
+       the two largest entries of each learned label; for RGB images the horizontally flipped
+       synthetic images join the regression as extra support points (``flip``);
+    3. take one LAMB step (cosine decay from ``learning_rate`` to a tenth of it over
+       ``n_steps``) on the synthetic images and labels;
+    4. train :math:`\theta` one Adam step (``online_learning_rate``) on the updated synthetic
+       set and labels, or re-initialise it if it has taken ``max_online_steps`` such steps.
+
+    The network is used in inference mode in the meta-loss (batch norm with the running
+    statistics of its online training); the synthetic set is evaluated with the same family
+    without normalisation (:meth:`score`). Data should be preprocessed as in the paper: per-channel
+    standardisation for MNIST-like data, standardisation then ZCA whitening for RGB images
+    (:class:`~sklearn_distill.ImageStandardizer`, :class:`~sklearn_distill.ZCAWhitening`).
+
+    Parameters
+    ----------
+    ipc : int, default=1
+        Synthetic samples per class.
+    n_steps : int, default=1000
+        Meta-steps (the length of the cosine schedule). The paper trains for up to several
+        hundred thousand steps on GPUs; a few thousand already beat the coreset baselines.
+    learning_rate : float, default=3e-4
+        Initial LAMB learning rate of the synthetic images and labels.
+    batch_size : int, default=1024
+        Real rows per meta-step, drawn without replacement (capped at the data size; with several
+        ``devices`` rounded down to a multiple of their number).
+    learn_labels : bool, default=True
+        Learn the labels along with the images. They start as centred one-hot vectors divided by
+        :math:`\sqrt{C/10}`.
+    flip : {"auto"} or bool, default="auto"
+        Add horizontally flipped copies of the synthetic images to the regression. ``"auto"``:
+        on for RGB (3-channel) images, off otherwise (and always off for tabular data).
+    init : {"real", "noise", "real+noise"}, default="real"
+        Initial synthetic set: random real rows of each class, Gaussian noise with the data's
+        per-feature mean and deviation, or real rows plus 0.1 of that noise.
+    model : flax.linen.Module or None, default=None
+        The network whose features define the kernel (its ``num_classes`` is set from the data).
+        ``None``: ``ConvNet(width=128, depth=3, norm="batch", width_doubling=True)`` for images
+        (depth 4 from 64 pixels), ``MLP(hidden_sizes=(256, 256))`` for tabular rows.
+    pool_size : int, default=10
+        Networks in the model pool (:math:`m`).
+    max_online_steps : int, default=100
+        Online updates after which a pool member is re-initialised (:math:`K`).
+    online_learning_rate : float, default=3e-4
+        Adam learning rate of the pool members' online training.
+    ridge : float, default=1e-6
+        Relative ridge :math:`\lambda_0`; the regulariser is :math:`\lambda_0 \operatorname{tr}
+        (K_{ss}) / n_s`.
+    precision : {"highest", "high", "default"}, default="highest"
+        Matmul precision of the Gram matrices and the solve (matters on GPUs/TPUs only).
+    image_shape : tuple or None, default=None
+        ``(H, W, C)`` when images are given as 2-D rows.
+    n_eval_models : int, default=5
+        Networks trained from scratch by :meth:`score`.
+    eval_steps : int or "auto", default="auto"
+        Training steps of each evaluation network.
+    eval_model : flax.linen.Module or None, default=None
+        Evaluation network; ``None``: ``model`` without normalisation layers (the protocol).
+    checkpoint : str, path-like or None, default=None
+        File to save the full state to (synthetic set, labels, optimiser states, model pool, step,
+        PRNG key; an ``.npz`` without pickle). When the file exists, ``fit`` resumes from it if it
+        was written with the same parameters and data, and raises a ``ValueError`` otherwise.
+    checkpoint_every : int, default=1000
+        Steps between checkpoints (one is also written when the run ends or is interrupted).
+    log_every : int, default=100
+        Steps between reads of the loss: the progress bar, ``history_`` and the divergence check
+        are updated then; in between the device runs ahead of the host.
+    devices : int, list of jax.Device or None, default=None
+        ``None``: the default device. An int ``k`` (the first ``k`` devices) or a list of devices:
+        the real batch is sharded over them (the synthetic set and networks are replicated).
+    verbose : int, default=0
+        ``> 0`` shows a progress bar with the meta-loss.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the initial synthetic set, the pool, the batches and the evaluation.
+
+    Attributes
+    ----------
+    synthetic_X_, synthetic_y_, classes_, sampling_strategy_, n_features_in_ :
+        See :class:`~sklearn_distill.base.BaseDistiller`.
+    synthetic_y_soft_ : ndarray of shape (n_synthetic, n_classes)
+        The learned labels (the initial ones when ``learn_labels=False``); :meth:`score` trains
+        on them with a squared loss.
+    n_iter_ : int
+        Meta-steps taken (fewer than ``n_steps`` if the run was interrupted or diverged).
+    history_ : dict of list
+        Per logged step: ``"step"``, ``"time"`` (seconds) and ``"loss"`` (mean meta-loss since
+        the previous log).
+    stop_reason_ : {"done", "interrupted", "diverged"}
+    flip_ : bool
+        Whether flipped copies were used.
+
+    See Also
+    --------
+    sklearn_distill.kernels.feature_regression_loss : the KRR meta-loss.
+
+    References
+    ----------
+    .. [1] Y. Zhou, E. Nezhadarya and J. Ba, "Dataset Distillation using Neural Feature
+       Regression", NeurIPS 2022. https://arxiv.org/abs/2206.00719
+
+    Examples
+    --------
+    >>> from sklearn_distill import ConvNet, FRePoDistiller, load_digits_images
+    >>> X, y = load_digits_images(return_X_y=True)
+    >>> frepo = FRePoDistiller(ipc=1, n_steps=20, batch_size=256, pool_size=2,
+    ...                        model=ConvNet(width=8, depth=2, norm="batch"), random_state=0)
+    >>> X_syn, y_syn = frepo.fit_resample(X, y)
+    >>> X_syn.shape, frepo.synthetic_y_soft_.shape
+    ((10, 8, 8, 1), (10, 10))
+    """
+
+    _parameter_constraints = {
+        **BaseDistiller._parameter_constraints,
+        "n_steps": [Interval(Integral, 1, None, closed="left")],
+        "learning_rate": [Interval(Real, 0, None, closed="neither")],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "learn_labels": ["boolean"],
+        "flip": [StrOptions({"auto"}), "boolean"],
+        "init": [StrOptions({"real", "noise", "real+noise"})],
+        "model": [HasMethods(["init", "apply"]), None],
+        "pool_size": [Interval(Integral, 1, None, closed="left")],
+        "max_online_steps": [Interval(Integral, 1, None, closed="left")],
+        "online_learning_rate": [Interval(Real, 0, None, closed="neither")],
+        "ridge": [Interval(Real, 0, None, closed="left")],
+        "precision": [StrOptions({"highest", "high", "default"})],
+        "checkpoint": [str, os.PathLike, None],
+        "checkpoint_every": [Interval(Integral, 1, None, closed="left")],
+        "log_every": [Interval(Integral, 1, None, closed="left")],
+        "devices": [Interval(Integral, 1, None, closed="left"), list, tuple, None],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(self, ipc=1, *, n_steps=1000, learning_rate=3e-4, batch_size=1024,
+                 learn_labels=True, flip="auto", init="real", model=None, pool_size=10,
+                 max_online_steps=100, online_learning_rate=3e-4, ridge=1e-6, precision="highest",
+                 image_shape=None, n_eval_models=5, eval_steps="auto", eval_model=None,
+                 checkpoint=None, checkpoint_every=1000, log_every=100, devices=None, verbose=0,
+                 random_state=None):
+        self.ipc = ipc
+        self.n_steps = n_steps
+        self.learning_rate = learning_rate
+        self.batch_size = batch_size
+        self.learn_labels = learn_labels
+        self.flip = flip
+        self.init = init
+        self.model = model
+        self.pool_size = pool_size
+        self.max_online_steps = max_online_steps
+        self.online_learning_rate = online_learning_rate
+        self.ridge = ridge
+        self.precision = precision
+        self.image_shape = image_shape
+        self.n_eval_models = n_eval_models
+        self.eval_steps = eval_steps
+        self.eval_model = eval_model
+        self.checkpoint = checkpoint
+        self.checkpoint_every = checkpoint_every
+        self.log_every = log_every
+        self.devices = devices
+        self.verbose = verbose
+        self.random_state = random_state
+
+    # -- helpers --------------------------------------------------------------------------------
+
+    def _distill_model(self, sample_shape):
+        if self.model is not None:
+            return self.model
+        if len(sample_shape) == 1:
+            return MLP(hidden_sizes=(256, 256))
+        depth = 4 if min(sample_shape[:2]) >= 64 else 3
+        return ConvNet(width=128, depth=depth, norm="batch", width_doubling=True)
+
+    def _eval_model(self):
+        if self.eval_model is None and self.model is None and not self.layout_.is_image:
+            return None  # the protocol's MLP
+        if self.eval_model is None and self.model is None:
+            return self._distill_model(self.layout_.sample_shape).clone(norm="none", parent=None)
+        return super()._eval_model()
+
+    def _resolve_devices(self):
+        """The devices to shard the real batch over, or ``None`` for the default device."""
+        if self.devices is None:
+            return None
+        available = jax.devices()
+        if isinstance(self.devices, Integral):
+            if self.devices > len(available):
+                raise ValueError(f"`devices`={self.devices} but only {len(available)} JAX devices "
+                                 f"are available ({available[0].platform}).")
+            return list(available[:self.devices])
+        devices = list(self.devices)
+        if not devices or not all(isinstance(d, jax.Device) for d in devices):
+            raise ValueError(f"`devices` must be None, a positive int or a non-empty list of "
+                             f"jax.Device; got {self.devices!r}.")
+        return devices
+
+    def _resolve_flip(self, sample_shape):
+        if len(sample_shape) == 1:
+            if self.flip is True:
+                raise ValueError("`flip`=True needs images; the data is tabular (2-D rows without "
+                                 "`image_shape`). Use flip='auto' or False.")
+            return False
+        if self.flip == "auto":
+            return sample_shape[-1] == 3
+        return bool(self.flip)
+
+    def _checkpoint_config(self, X, y, flip):
+        model = self._distill_model(X.shape[1:])
+        seed = self.random_state if isinstance(self.random_state, Integral) else repr(
+            self.random_state if self.random_state is None else type(self.random_state).__name__)
+        return {"method": "FRePo", "ipc": int(self.ipc), "n_steps": int(self.n_steps),
+                "learning_rate": float(self.learning_rate), "batch_size": int(self.batch_size),
+                "learn_labels": bool(self.learn_labels), "flip": bool(flip), "init": self.init,
+                "model": repr(model), "pool_size": int(self.pool_size),
+                "max_online_steps": int(self.max_online_steps),
+                "online_learning_rate": float(self.online_learning_rate),
+                "ridge": float(self.ridge), "precision": self.precision,
+                "random_state": seed, "data": data_fingerprint(X, y)}
+
+    # -- the method -----------------------------------------------------------------------------
+
+    def _distill(self, X, y, key):
+        n_classes = len(self.classes_)
+        sample_shape = tuple(X.shape[1:])
+        devices = self._resolve_devices()
+        flip = self._resolve_flip(sample_shape)
+        model = with_num_classes(self._distill_model(sample_shape), n_classes)
+
+        batch_size = min(int(self.batch_size), len(X))
+        batch_sharding = replicated = None
+        if devices is not None and len(devices) > 1:
+            from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+            batch_size -= batch_size % len(devices)
+            if batch_size == 0:
+                raise ValueError(f"`batch_size`={self.batch_size} (capped at {len(X)} rows) is "
+                                 f"smaller than the number of `devices` ({len(devices)}).")
+            mesh = Mesh(np.asarray(devices), ("data",))
+            batch_sharding = NamedSharding(mesh, PartitionSpec("data"))
+            replicated = NamedSharding(mesh, PartitionSpec())
+        elif devices is not None:
+            replicated = devices[0]
+
+        config = _Config(model=model, batch_size=batch_size, learn_labels=bool(self.learn_labels),
+                         flip=flip, precision=self.precision, batch_sharding=batch_sharding)
+        hyper = hyperparameters(self.n_steps, self.learning_rate, self.ridge,
+                                self.max_online_steps, self.online_learning_rate)
+
+        init_key, pool_key, loop_key = jax.random.split(key, 3)
+        x_syn, y_syn = init_synthetic(init_key, X, y, n_classes, self.ipc, self.init)
+        state = init_state(x_syn, init_labels(y_syn, n_classes), pool_key, loop_key, model,
+                           self.pool_size, self.max_online_steps)
+
+        ckpt_config = self._checkpoint_config(X, y, flip)
+        start_step, history = 0, None
+        if self.checkpoint is not None and os.path.exists(self.checkpoint):
+            state, start_step, extra = restore_state(self.checkpoint, state, ckpt_config)
+            history = extra.get("history")
+
+        # The real data goes to the device(s) once; batches are gathered there.
+        X_real = jnp.asarray(X, jnp.float32)
+        Y_real = jnp.asarray(centred_one_hot(y, n_classes))
+        if replicated is not None:
+            X_real, Y_real, state, hyper = jax.device_put((X_real, Y_real, state, hyper), replicated)
+        else:
+            state = jax.tree.map(jnp.asarray, state)
+
+        result = run_loop(lambda s: _meta_step(s, X_real, Y_real, hyper, config), state,
+                          n_steps=self.n_steps, start_step=start_step, log_every=self.log_every,
+                          checkpoint=self.checkpoint, checkpoint_every=self.checkpoint_every,
+                          checkpoint_config=ckpt_config, history=history, verbose=self.verbose,
+                          description="FRePo")
+        self.stop_reason_ = result.stop_reason
+        self.flip_ = flip
+        final = jax.device_get({"x": result.state["x"], "y": result.state["y"]})
+        return DistillationResult(X=np.asarray(final["x"], np.float32), y=y_syn,
+                                  soft_labels=np.asarray(final["y"], np.float32),
+                                  n_iter=result.step, history=result.history)
+
+
+def init_state(x_syn, y_syn, pool_key, loop_key, model, pool_size, max_online_steps):
+    """The full FRePo state: synthetic set, labels, LAMB state, model pool, key, ``ok`` flag."""
+    synthetic = {"x": jnp.asarray(x_syn, jnp.float32), "y": jnp.asarray(y_syn, jnp.float32)}
+    pool = _init_pool_jit(pool_key, jnp.asarray(max_online_steps, jnp.int32), model,
+                          tuple(x_syn.shape[1:]), int(pool_size))
+    # The LAMB state does not depend on the hyperparameters' values.
+    opt_state = _lamb(hyperparameters(1, 1.0, 0.0, 1, 1.0)).init(synthetic)
+    return {"x": synthetic["x"], "y": synthetic["y"], "opt": opt_state,
+            "pool": pool, "key": jnp.array(loop_key, copy=True), "ok": jnp.asarray(True)}
+
+
+@partial(jax.jit, static_argnums=(2, 3, 4))
+def _init_pool_jit(key, max_online_steps, model, sample_shape, pool_size):
+    # Adam's state does not depend on the learning rate.
+    return _pool.init_pool(key, model, sample_shape, pool_size, max_online_steps,
+                           _pool.pool_optimizer(1.0))

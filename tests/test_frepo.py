@@ -1,0 +1,233 @@
+"""Tests for FRePoDistiller."""
+
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import textwrap
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from sklearn.model_selection import GridSearchCV, train_test_split
+
+from sklearn_distill import (MLP, ConvNet, FRePoDistiller, HerdingDistiller, ImageStandardizer,
+                             RandomDistiller, load_digits_images)
+from sklearn_distill._training import centred_one_hot
+from sklearn_distill.methods import frepo as F
+from sklearn_distill.networks import init_variables, with_num_classes
+
+TINY = ConvNet(width=8, depth=2, norm="batch")
+
+
+@pytest.fixture(scope="module")
+def digits():
+    X, y = load_digits_images(return_X_y=True)
+    return X[:400], y[:400]
+
+
+def tiny(**kw):
+    params = dict(ipc=1, n_steps=6, batch_size=64, pool_size=2, max_online_steps=3, model=TINY,
+                  log_every=2, n_eval_models=1, eval_steps=20, random_state=0)
+    params.update(kw)
+    return FRePoDistiller(**params)
+
+
+def _numpy_krr_loss(f_t, y_t, f_s, y_s, ridge):
+    k_ss, k_ts = f_s @ f_s.T, f_t @ f_s.T
+    lam = ridge * np.trace(k_ss) / len(f_s)
+    pred = k_ts @ np.linalg.solve(k_ss + lam * np.eye(len(f_s)), y_s)
+    return pred, 0.5 * np.sum((pred - y_t) ** 2) / len(f_t)
+
+
+def test_meta_loss_matches_numpy_closed_form():
+    model = with_num_classes(MLP(hidden_sizes=(16,)), 3)
+    rng = np.random.default_rng(0)
+    variables = init_variables(model, jax.random.PRNGKey(0), (5,))
+    x_s, x_t = rng.normal(size=(4, 5)), rng.normal(size=(7, 5))
+    y_s, y_t = rng.normal(size=(4, 3)), centred_one_hot(rng.integers(0, 3, 7), 3)
+    config = F._Config(model, 7, False, False, "highest", None)
+    # jit: one compilation instead of one per primitive in eager mode
+    total, kernel = jax.jit(F.meta_loss, static_argnums=4)(
+        {"x": jnp.asarray(x_s, jnp.float32), "y": jnp.asarray(y_s, jnp.float32)}, variables,
+        jnp.asarray(x_t, jnp.float32), jnp.asarray(y_t), config, 1e-3)
+    feats = lambda x: np.asarray(model.apply(variables, jnp.asarray(x, jnp.float32),
+                                             return_features=True), np.float64)
+    _, expected = _numpy_krr_loss(feats(x_t), y_t, feats(x_s), y_s, 1e-3)
+    assert float(kernel) == pytest.approx(expected, rel=1e-4)
+    assert float(total) == float(kernel)  # learn_labels=False: no margin term
+
+
+def test_meta_gradient_matches_finite_differences():
+    with jax.enable_x64(True):
+        model = with_num_classes(MLP(hidden_sizes=(8,)), 3)
+        variables = jax.tree.map(lambda a: a.astype(jnp.float64),
+                                 init_variables(model, jax.random.PRNGKey(1), (4,)))
+        rng = np.random.default_rng(1)
+        syn = {"x": jnp.asarray(rng.normal(size=(3, 4))),
+               "y": jnp.asarray(centred_one_hot(np.arange(3), 3), jnp.float64)}
+        x_t = jnp.asarray(rng.normal(size=(6, 4)))
+        y_t = jnp.asarray(centred_one_hot(rng.integers(0, 3, 6), 3), jnp.float64)
+        config = F._Config(model, 6, True, False, "highest", None)
+
+        @jax.jit
+        def loss(s):
+            return F.meta_loss(s, variables, x_t, y_t, config, 1e-2)[0]
+
+        grads = jax.jit(jax.grad(loss))(syn)
+        direction = jax.tree.map(lambda a: jnp.asarray(rng.normal(size=a.shape)), syn)
+        eps = 1e-6
+        plus = loss(jax.tree.map(lambda a, d: a + eps * d, syn, direction))
+        minus = loss(jax.tree.map(lambda a, d: a - eps * d, syn, direction))
+        numeric = (plus - minus) / (2 * eps)
+        analytic = sum(jnp.vdot(g, d) for g, d in zip(jax.tree.leaves(grads),
+                                                       jax.tree.leaves(direction)))
+        assert float(analytic) == pytest.approx(float(numeric), rel=1e-5)
+        assert float(jnp.abs(grads["y"]).sum()) > 0
+
+
+def test_fit_basics_labels_and_pickle(digits):
+    X, y = digits
+    fitted = tiny().fit(X, y)
+    assert fitted.synthetic_X_.shape == (10, 8, 8, 1) and fitted.n_iter_ == 6
+    assert fitted.history_["step"] == [2, 4, 6] and fitted.stop_reason_ == "done"
+    assert fitted.synthetic_y_.tolist() == list(range(10)) and fitted.flip_ is False
+    init = centred_one_hot(np.arange(10), 10)
+    assert not np.allclose(fitted.synthetic_y_soft_, init)  # labels learned
+    frozen = tiny(learn_labels=False).fit(X, y)
+    np.testing.assert_array_equal(frozen.synthetic_y_soft_, init)  # labels untouched
+    assert not np.allclose(frozen.synthetic_X_, X[:10])
+    clone = pickle.loads(pickle.dumps(fitted))
+    np.testing.assert_array_equal(clone.synthetic_X_, fitted.synthetic_X_)
+    assert all(isinstance(v, np.ndarray) for v in (fitted.synthetic_X_, fitted.synthetic_y_soft_))
+    again = tiny().fit(X, y)  # deterministic for a fixed random_state
+    np.testing.assert_array_equal(again.synthetic_X_, fitted.synthetic_X_)
+
+
+def test_tabular_and_grid_search(digits):
+    X, y = digits
+    X = X.reshape(len(X), -1)[:200]
+    y = y[:200]
+    est = FRePoDistiller(ipc=1, n_steps=4, batch_size=50, model=MLP(hidden_sizes=(16,)),
+                         n_eval_models=1, eval_steps=10, random_state=0)
+    search = GridSearchCV(est, {"pool_size": [1, 2], "max_online_steps": [5, 10]}, cv=2)
+    search.fit(X, y)
+    assert search.best_estimator_.synthetic_X_.shape == (10, 64)
+    assert np.all(np.isfinite(search.cv_results_["mean_test_score"]))
+
+
+def test_checkpoint_resume_equals_uninterrupted_run(digits, tmp_path, monkeypatch):
+    X, y = digits
+    full = tiny(n_steps=8).fit(X, y)
+    path = tmp_path / "frepo.npz"
+    real_step, calls = F._meta_step, []
+
+    def interrupted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 5:
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C during the fifth step
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(F, "_meta_step", interrupted)
+    with pytest.warns(UserWarning, match="interrupted at step 5"):
+        first = tiny(n_steps=8, checkpoint=str(path), checkpoint_every=2).fit(X, y)
+    assert first.n_iter_ == 5 and first.stop_reason_ == "interrupted"
+    monkeypatch.setattr(F, "_meta_step", real_step)
+    resumed = tiny(n_steps=8, checkpoint=str(path), checkpoint_every=2).fit(X, y)
+    assert resumed.n_iter_ == 8
+    np.testing.assert_allclose(resumed.synthetic_X_, full.synthetic_X_, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(resumed.synthetic_y_soft_, full.synthetic_y_soft_, rtol=1e-6,
+                               atol=1e-6)
+    with pytest.raises(ValueError, match="checkpoint.*different configuration.*ridge"):
+        tiny(n_steps=8, ridge=1e-3, checkpoint=str(path)).fit(X, y)
+
+
+def test_divergence_keeps_last_good_state(digits):
+    X, y = digits
+    with pytest.warns(UserWarning, match="non-finite"):
+        est = tiny(n_steps=8, learning_rate=1e30, log_every=8).fit(X, y)
+    assert est.stop_reason_ == "diverged" and est.n_iter_ < 8
+    assert np.all(np.isfinite(est.synthetic_X_)) and np.all(np.isfinite(est.synthetic_y_soft_))
+
+
+@pytest.mark.parametrize("params, match", [
+    ({"ipc": 0}, "ipc"), ({"pool_size": 0}, "pool_size"), ({"flip": "yes"}, "flip"),
+    ({"init": "zeros"}, "init"), ({"ridge": -1.0}, "ridge"), ({"devices": 10_000}, "devices"),
+    ({"max_online_steps": 0}, "max_online_steps"), ({"precision": "low"}, "precision"),
+])
+def test_bad_parameters(digits, params, match):
+    X, y = digits
+    with pytest.raises(ValueError, match=match):
+        tiny(**params).fit(X, y)
+
+
+def test_flip_needs_images(digits):
+    X, y = digits
+    with pytest.raises(ValueError, match="flip"):
+        tiny(flip=True, model=MLP(hidden_sizes=(8,))).fit(X.reshape(len(X), -1), y)
+
+
+_SHARDED = textwrap.dedent("""
+    import os
+    os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
+    import jax, jax.numpy as jnp, numpy as np
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+    from sklearn_distill import ConvNet, FRePoDistiller, load_digits_images
+    from sklearn_distill._training import centred_one_hot, init_labels
+    from sklearn_distill.methods import frepo as F
+    from sklearn_distill.networks import with_num_classes
+    from sklearn_distill._jax import library_prng
+    library_prng().__enter__()  # trace as the library does (faster CPU compilation)
+    assert len(jax.devices()) == 8
+    jax.config.update("jax_enable_x64", True)  # compare in float64: the solve is ill-conditioned
+    X, y = load_digits_images(return_X_y=True)
+    X, y = X[:400].reshape(-1, 8, 8, 1).astype(np.float32), y[:400]
+    model = with_num_classes(ConvNet(width=8, depth=2, norm="batch"), 10)
+    mesh = Mesh(np.asarray(jax.devices()), ("data",))
+    hyper = F.hyperparameters(10, 3e-4, 1e-6, 3, 3e-4)
+    key = jax.random.PRNGKey(0)
+    state = F.init_state(X[:10], init_labels(np.arange(10), 10), key, key, model, 2, 3)
+    state = jax.tree.map(lambda a: a.astype(jnp.float64) if a.dtype == jnp.float32 else a, state)
+    Xr, Yr = jnp.asarray(X, jnp.float64), jnp.asarray(centred_one_hot(y, 10), jnp.float64)
+    single = F.meta_gradient(state, Xr, Yr, hyper, F._Config(model, 64, True, False, "highest", None))
+    rep = NamedSharding(mesh, P())
+    cfg = F._Config(model, 64, True, False, "highest", NamedSharding(mesh, P("data")))
+    sharded = F.meta_gradient(*jax.device_put((state, Xr, Yr, hyper), rep), cfg)
+    for a, b in zip(jax.tree.leaves(single), jax.tree.leaves(sharded)):
+        assert a.dtype == jnp.float64
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-9, atol=1e-12)
+    jax.config.update("jax_enable_x64", False)
+    # The devices option end to end: a fit whose real batches are split over 8 devices.
+    eight = FRePoDistiller(ipc=1, n_steps=4, batch_size=64, pool_size=2, log_every=2, devices=8,
+                           model=ConvNet(width=8, depth=2, norm="batch"), random_state=0).fit(X, y)
+    assert np.all(np.isfinite(eight.synthetic_X_)) and eight.n_iter_ == 4
+    print("OK")
+""")
+
+
+def test_sharded_meta_gradient_matches_single_device():
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
+           "JAX_PLATFORMS": "cpu"}
+    out = subprocess.run([sys.executable, "-c", _SHARDED], env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0 and "OK" in out.stdout, out.stderr[-3000:]
+
+
+def test_beats_random_and_herding_on_digits():
+    X, y = load_digits_images(return_X_y=True)
+    X_tr, X_te, y_tr, y_te = train_test_split(X, y, test_size=0.4, stratify=y, random_state=0)
+    scaler = ImageStandardizer().fit(X_tr)
+    X_tr, X_te = scaler.transform(X_tr), scaler.transform(X_te)
+    model = ConvNet(width=16, depth=2, norm="batch")
+    common = dict(n_eval_models=4, eval_steps=300, eval_model=model.clone(norm="none"),
+                  random_state=0)
+    for ipc, margin in ((1, 0.05), (10, 0.015)):
+        frepo = FRePoDistiller(ipc=ipc, n_steps=300, batch_size=256, model=model,
+                               learning_rate=1e-2, pool_size=4, max_online_steps=30,
+                               **common).fit(X_tr, y_tr)
+        acc = frepo.score(X_te, y_te)
+        rand = RandomDistiller(ipc=ipc, **common).fit(X_tr, y_tr).score(X_te, y_te)
+        herd = HerdingDistiller(ipc=ipc, **common).fit(X_tr, y_tr).score(X_te, y_te)
+        assert acc > max(rand, herd) + margin, (ipc, acc, rand, herd)

@@ -1,0 +1,153 @@
+"""Tests for the shared training scaffold (_training) and the model pool (_pool)."""
+
+import os
+import signal
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from sklearn_distill import MLP
+from sklearn_distill import _pool
+from sklearn_distill._training import (centred_one_hot, init_labels, init_synthetic,
+                                       label_margin_loss, load_checkpoint, restore_state,
+                                       run_loop, save_checkpoint, select_tree)
+from sklearn_distill.networks import with_num_classes
+
+
+def test_init_synthetic_real_noise():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 5)).astype(np.float32)
+    y = np.repeat(np.arange(3), 20)
+    key = jax.random.PRNGKey(0)
+    xs, ys = init_synthetic(key, X, y, 3, 4, "real")
+    assert xs.shape == (12, 5) and ys.tolist() == [0] * 4 + [1] * 4 + [2] * 4
+    for row, c in zip(xs, ys):  # every row is a distinct real row of its own class
+        match = np.flatnonzero(np.all(X == row, axis=1))
+        assert len(match) == 1 and y[match[0]] == c
+    assert len({tuple(r) for r in xs}) == 12
+    again, _ = init_synthetic(key, X, y, 3, 4, "real")
+    np.testing.assert_array_equal(xs, again)  # a function of the key
+    noise, _ = init_synthetic(key, X, y, 3, 4, "noise")
+    assert not np.isin(noise, X).any()
+    mixed, _ = init_synthetic(key, X, y, 3, 4, "real+noise")
+    assert 0 < np.abs(mixed - xs).max() < 1.0
+    with pytest.raises(ValueError, match="init"):
+        init_synthetic(key, X, y, 3, 4, "zeros")
+
+
+def test_labels_and_margin():
+    np.testing.assert_allclose(centred_one_hot(np.array([1]), 4), [[-0.25, 0.75, -0.25, -0.25]])
+    assert np.allclose(init_labels(np.array([0]), 10), centred_one_hot(np.array([0]), 10))
+    np.testing.assert_allclose(init_labels(np.array([0]), 100),
+                               centred_one_hot(np.array([0]), 100) / np.sqrt(10), rtol=1e-6)
+    labels = jnp.array([[0.9, 0.1, 0.0], [0.2, 0.25, 0.0]])
+    # margins 0.8 -> capped at 1/3, and 0.05
+    assert float(label_margin_loss(labels)) == pytest.approx(-(1 / 3 + 0.05) / 2, rel=1e-6)
+
+
+def test_checkpoint_roundtrip_and_mismatch(tmp_path):
+    state = {"a": jnp.arange(3.0), "b": (jnp.ones((2, 2), jnp.int32), jnp.array(True))}
+    path = tmp_path / "ckpt.npz"
+    save_checkpoint(path, state, 7, {"lr": 0.1}, {"history": {"step": [1]}})
+    assert os.listdir(tmp_path) == ["ckpt.npz"]  # no temporary file left behind
+    with np.load(path, allow_pickle=False) as f:  # readable without pickle
+        assert "__meta__" in f.files
+    restored, step, extra = restore_state(path, state, {"lr": 0.1})
+    assert step == 7 and extra["history"] == {"step": [1]}
+    for a, b in zip(jax.tree.leaves(restored), jax.tree.leaves(state)):
+        np.testing.assert_array_equal(a, b)
+        assert np.asarray(a).dtype == np.asarray(b).dtype
+    with pytest.raises(ValueError, match="different configuration.*lr"):
+        restore_state(path, state, {"lr": 0.2})
+    with pytest.raises(ValueError, match="different structure"):
+        restore_state(path, {"a": jnp.arange(4.0), "b": state["b"]}, {"lr": 0.1})
+    leaves, meta = load_checkpoint(path)
+    assert meta["step"] == 7 and len(leaves) == 3
+
+
+@jax.jit
+def _toy_step(state):
+    """A guarded step: x <- x + 1, loss = 1 / (5 - x) (inf when x reaches 5)."""
+    new = {"x": state["x"] + 1.0}
+    loss = 1.0 / (5.0 - new["x"])
+    ok = state["ok"] & jnp.isfinite(loss)
+    new = select_tree(ok, new, {"x": state["x"]})
+    return {**new, "ok": ok}, jnp.where(ok, loss, jnp.nan)
+
+
+def test_run_loop_history_and_checkpoint(tmp_path):
+    state = {"x": jnp.array(-100.0), "ok": jnp.array(True)}
+    path = tmp_path / "loop.npz"
+    result = run_loop(_toy_step, state, n_steps=10, log_every=4, checkpoint=path,
+                      checkpoint_every=5, checkpoint_config={"k": 1})
+    assert result.stop_reason == "done" and result.step == 10
+    assert float(result.state["x"]) == -90.0
+    assert result.history["step"] == [4, 8, 10]
+    assert len(result.history["time"]) == 3 and np.all(np.diff(result.history["time"]) >= 0)
+    _, step, _ = restore_state(path, state, {"k": 1})
+    assert step == 10
+
+
+def test_run_loop_divergence_keeps_last_good_state():
+    state = {"x": jnp.array(0.0), "ok": jnp.array(True)}
+    with pytest.warns(UserWarning, match="non-finite"):
+        result = run_loop(_toy_step, state, n_steps=20, log_every=3)
+    # x reaches 4 after 4 good steps; the 5th step (x=5) has an infinite loss.
+    assert result.stop_reason == "diverged" and result.step == 4
+    assert float(result.state["x"]) == 4.0 and bool(result.state["ok"])
+
+
+def test_run_loop_interrupt():
+    calls = []
+
+    def step(state):
+        calls.append(1)
+        if len(calls) == 3:
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C while the step runs
+        return _toy_step(state)
+
+    state = {"x": jnp.array(-100.0), "ok": jnp.array(True)}
+    with pytest.warns(UserWarning, match="interrupted at step 3"):
+        result = run_loop(step, state, n_steps=10, log_every=100)
+    assert result.stop_reason == "interrupted" and result.step == 3
+    assert float(result.state["x"]) == -97.0
+
+
+def test_pool_reset_schedule():
+    model = with_num_classes(MLP(hidden_sizes=(4,)), 2)
+    opt = _pool.pool_optimizer(1e-2)
+    K, m = 3, 2
+    pool = _pool.init_pool(jax.random.PRNGKey(0), model, (3,), m, K, opt)
+    assert pool.steps.tolist() == [0, 1]  # staggered: (K // m) * i
+    assert not np.allclose(pool.variables["params"]["head"]["kernel"][0],
+                           pool.variables["params"]["head"]["kernel"][1])
+    X = jnp.asarray(np.random.default_rng(0).normal(size=(6, 3)), jnp.float32)
+    Y = jnp.asarray(centred_one_hot(np.arange(6) % 2, 2))
+    update = jax.jit(lambda p, i, k, keep: _pool.online_update(
+        p, i, k, X, Y, model=model, optimizer=opt, max_online_steps=K, keep=keep))
+
+    def head(p, i):
+        return np.asarray(p.variables["params"]["head"]["kernel"][i])
+
+    counts, heads = [], [head(pool, 0)]
+    for t in range(2 * K + 2):
+        pool = update(pool, 0, jax.random.PRNGKey(t), True)
+        counts.append(int(pool.steps[0]))
+        heads.append(head(pool, 0))
+    # K updates per life, then a re-initialisation (counter back to 0) instead of a (K+1)-th.
+    assert counts == [1, 2, 3, 0, 1, 2, 3, 0]
+    assert int(pool.steps[1]) == 1  # other members untouched
+    # After the reset the weights are fresh: far from the trained ones, not a small step.
+    assert not np.allclose(heads[4], heads[3], atol=1e-2)
+    # Member 1 started with 1 on its counter, so its first life has K - 1 updates.
+    for t in range(K - 1):
+        pool = update(pool, 1, jax.random.PRNGKey(100 + t), True)
+    assert int(pool.steps[1]) == K
+    pool = update(pool, 1, jax.random.PRNGKey(200), True)
+    assert int(pool.steps[1]) == 0
+    before = jax.tree.map(np.asarray, pool)
+    pool = update(pool, 0, jax.random.PRNGKey(300), False)  # keep=False: nothing changes
+    for a, b in zip(jax.tree.leaves(before), jax.tree.leaves(pool)):
+        np.testing.assert_array_equal(a, b)
