@@ -50,6 +50,10 @@ def build_parser():
     parser.add_argument("--ipc", type=int, default=10, help="synthetic samples per class (default: 10)")
     parser.add_argument("--steps", type=int, default=None,
                         help="meta-steps of a learned method (default: 300 on digits, 2000 otherwise)")
+    parser.add_argument("--learning-rate", type=float, default=1e-2,
+                        help="learning rate of the synthetic set for a learned method; the papers use "
+                             "3e-4 over hundreds of thousands of steps, short runs need more "
+                             "(default: %(default)s)")
     parser.add_argument("--width", type=int, default=32,
                         help="ConvNet width for distilling and evaluating; the papers use 128 "
                              "(default: %(default)s, sized for a CPU)")
@@ -108,7 +112,7 @@ def _make_distiller(method, args, n_train):
     if method == "frepo":
         steps = args.steps or (300 if args.dataset == "digits" else 2000)
         return sd.FRePoDistiller(
-            n_steps=steps, batch_size=min(args.batch_size, n_train),
+            n_steps=steps, batch_size=min(args.batch_size, n_train), learning_rate=args.learning_rate,
             model=ConvNet(width=args.width, depth=3, norm="batch", width_doubling=True),
             verbose=0 if args.quiet else 1, **common)
     cls = {"herding": sd.HerdingDistiller, "kcenter": sd.KCenterDistiller,
