@@ -1,0 +1,258 @@
+"""FRePo benchmark: accuracy against a random subset, and the cost of a meta-step.
+
+Run by hand (never in CI). Accuracy mode distils each ``--ipc`` and evaluates the synthetic set
+and a class-balanced random subset of the same size with the same evaluation networks, in the same
+run::
+
+    python benchmarks/bench_frepo.py --dataset mnist --ipc 10 --width 32 --seconds 900 \
+        --data-home /path/to/data
+
+Cost mode measures time per meta-step, memory and achieved FLOP/s by network width and by
+synthetic-set size (CIFAR-100-like inputs: 32x32x3, 100 classes, as in the paper's cost table)::
+
+    python benchmarks/bench_frepo.py --cost --widths 16 32 64 --sizes 100 400
+
+Both write a JSON file and a markdown table into ``benchmarks/results/``.
+Benchmark files are made with ``python materialize.py DATA_HOME`` (shared datasets folder).
+"""
+
+import argparse
+import json
+import os
+import resource
+import sys
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from _common import machine_info, machine_summary, write_json, write_text  # noqa: E402
+RESULTS = os.path.join(HERE, "results")
+
+# FRePo's published accuracies (%), ConvNet, from the shared reference table.
+PAPER = {("mnist", 1): "93.0 ± 0.4", ("mnist", 10): "98.6 ± 0.1", ("mnist", 50): "99.2 ± 0.0",
+         ("cifar10", 1): "46.8 ± 0.7", ("cifar10", 10): "65.5 ± 0.4", ("cifar10", 50): "71.7 ± 0.2"}
+RANDOM_PAPER = {("mnist", 1): 62.7, ("mnist", 10): 93.2, ("mnist", 50): 97.8,
+                ("cifar10", 1): 20.8, ("cifar10", 10): 38.4, ("cifar10", 50): 54.4}
+# The paper's cost table (Quadro RTX 6000, batch 256, CIFAR-100 ipc 1): ms per meta-step.
+PAPER_COST_MS = {16: 7.7, 32: 6.9, 64: 8.5, 128: 10.9, 256: 20.8, 512: 52.5}
+PAPER_COST_SIZE_MS = {100: 10.9, 400: 16.2, 1600: 35.3, 6400: 123.2}
+
+
+def load(dataset, data_home):
+    """Preprocessed (X_train, y_train, X_test, y_test) as FRePo prepares them."""
+    from sklearn.model_selection import train_test_split
+
+    from sklearn_distill import ImageStandardizer, ZCAWhitening, load_benchmark, load_digits_images
+
+    if dataset == "digits":
+        X, y = load_digits_images(return_X_y=True)
+        X_tr, X_te, y_tr, y_te = train_test_split(X, y, test_size=0.3, stratify=y, random_state=0)
+        scaler = ImageStandardizer().fit(X_tr)
+        return scaler.transform(X_tr), y_tr, scaler.transform(X_te), y_te
+    X_tr, y_tr, X_te, y_te = load_benchmark(dataset, data_home, return_X_y=True)
+    X_tr, X_te = X_tr.astype(np.float32) / 255.0, X_te.astype(np.float32) / 255.0
+    scaler = ImageStandardizer().fit(X_tr)  # per-channel standardisation
+    X_tr, X_te = scaler.transform(X_tr), scaler.transform(X_te)
+    if dataset == "cifar10":
+        # FRePo whitens RGB data after standardising: ZCA with a trace-relative ridge of 0.1.
+        zca = ZCAWhitening(regularization=0.1, standardize=None).fit(X_tr)
+        X_tr, X_te = zca.transform(X_tr), zca.transform(X_te)
+    return X_tr.astype(np.float32), y_tr, X_te.astype(np.float32), y_te
+
+
+def accuracy(args):
+    from sklearn_distill import ConvNet, FRePoDistiller, RandomDistiller
+
+    X_tr, y_tr, X_te, y_te = load(args.dataset, args.data_home)
+    model = ConvNet(width=args.width, depth=args.depth, norm="batch", width_doubling=True)
+    eval_model = model.clone(norm="none", parent=None)
+    rows = []
+    for ipc in args.ipc:
+        common = dict(ipc=ipc, n_eval_models=args.n_eval, random_state=args.seed,
+                      eval_model=eval_model,
+                      eval_steps=args.eval_steps if args.eval_steps else "auto")
+        n_steps = args.steps
+        if args.seconds:
+            # Calibrate the time of a meta-step, then fill the budget (the cosine schedule needs
+            # the number of steps up front).
+            probe = FRePoDistiller(n_steps=60, batch_size=args.batch, model=model,
+                                   learning_rate=args.learning_rate,
+                                   pool_size=args.pool_size, log_every=20, **common)
+            probe.fit(X_tr, y_tr)
+            t = np.diff(probe.history_["time"])
+            per_step = float(np.median(t[1:]) / 20) if len(t) > 1 else float(t[0] / 20)
+            n_steps = max(1, int(args.seconds / per_step))
+            print(f"ipc {ipc}: {1000 * per_step:.1f} ms per meta-step -> {n_steps} steps",
+                  flush=True)
+        frepo = FRePoDistiller(n_steps=n_steps, batch_size=args.batch, model=model,
+                               learning_rate=args.learning_rate, pool_size=args.pool_size,
+                               log_every=max(1, n_steps // 50),
+                               verbose=args.verbose, checkpoint=args.checkpoint, **common)
+        start = time.perf_counter()
+        frepo.fit(X_tr, y_tr)
+        distill_time = time.perf_counter() - start
+        res = frepo.evaluate(X_te, y_te)
+        rand = RandomDistiller(**common).fit(X_tr, y_tr).evaluate(X_te, y_te)
+        row = {"ipc": ipc, "steps": int(frepo.n_iter_), "stop_reason": frepo.stop_reason_,
+               "distill_seconds": round(distill_time, 1),
+               "ms_per_step": round(1000 * distill_time / max(frepo.n_iter_, 1), 2),
+               "frepo_acc_mean": 100 * res.mean, "frepo_acc_std": 100 * res.std,
+               "random_acc_mean": 100 * rand.mean, "random_acc_std": 100 * rand.std,
+               "eval_steps": int(res.n_steps), "final_loss": frepo.history_["loss"][-1],
+               "paper_frepo": PAPER.get((args.dataset, ipc)),
+               "paper_random": RANDOM_PAPER.get((args.dataset, ipc))}
+        print(json.dumps(row), flush=True)
+        rows.append(row)
+    config = {k: v for k, v in vars(args).items()}
+    config.update(model=repr(model), eval_model=repr(eval_model))
+    out = {"mode": "accuracy", "config": config, "machine": machine_info(), "results": rows}
+    name = f"frepo_{args.dataset}_w{args.width}_" + "_".join(f"ipc{i}" for i in args.ipc)
+    lines = [f"FRePo on {args.dataset}, ConvNet width {args.width} (doubling), depth {args.depth}, "
+             f"batch {args.batch}, pool {args.pool_size}, learning rate {args.learning_rate}; "
+             f"{machine_summary(out['machine'])}.", "",
+             "| ipc | steps | distil time (s) | FRePo acc (%) | random acc (%) | paper FRePo | "
+             "paper random |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['ipc']} | {r['steps']} | {r['distill_seconds']} | "
+                     f"{r['frepo_acc_mean']:.2f} ± {r['frepo_acc_std']:.2f} | "
+                     f"{r['random_acc_mean']:.2f} ± {r['random_acc_std']:.2f} | "
+                     f"{r['paper_frepo']} | {r['paper_random']} |")
+    write(name, out, lines)
+
+
+def matmul_flops(n=2048, repeats=10):
+    """FLOP/s of a large float32 matmul on the default device (the achievable reference)."""
+    import jax
+    import jax.numpy as jnp
+
+    a = jax.random.normal(jax.random.PRNGKey(0), (n, n), jnp.float32)
+    f = jax.jit(lambda x, y: x @ y)
+    f(a, a).block_until_ready()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        out = f(a, a)
+    out.block_until_ready()
+    return 2.0 * n ** 3 * repeats / (time.perf_counter() - start)
+
+
+def step_cost(width, n_syn, n_classes, batch, repeats, depth=3, shape=(32, 32, 3)):
+    """Time, memory and FLOPs of one FRePo meta-step on random data."""
+    import jax
+    import jax.numpy as jnp
+
+    from sklearn_distill import ConvNet
+    from sklearn_distill._training import centred_one_hot, init_labels
+    from sklearn_distill.methods import frepo as F
+    from sklearn_distill.networks import with_num_classes
+
+    rng = np.random.default_rng(0)
+    model = with_num_classes(ConvNet(width=width, depth=depth, norm="batch",
+                                     width_doubling=True), n_classes)
+    ipc = n_syn // n_classes
+    x_syn = rng.standard_normal((ipc * n_classes,) + shape).astype(np.float32)
+    y_syn = np.repeat(np.arange(n_classes), ipc)
+    X = jnp.asarray(rng.standard_normal((max(4 * batch, 2048),) + shape).astype(np.float32))
+    Y = jnp.asarray(centred_one_hot(rng.integers(0, n_classes, X.shape[0]), n_classes))
+    key = jax.random.PRNGKey(0)
+    config = F._Config(model=model, batch_size=batch, learn_labels=True, flip=True,
+                       precision="highest", batch_sharding=None)
+    hyper = F.hyperparameters(1000, 3e-4, 1e-6, 100, 3e-4)
+    state = F.init_state(x_syn, init_labels(y_syn, n_classes), key, key, model, 10, 100)
+    compiled = F._meta_step.lower(state, X, Y, hyper, config).compile()
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    flops = float(cost.get("flops", float("nan")))
+    mem = compiled.memory_analysis()
+    temp_bytes = getattr(mem, "temp_size_in_bytes", None)
+    arg_bytes = getattr(mem, "argument_size_in_bytes", None)
+    for _ in range(2):
+        state, loss = compiled(state, X, Y, hyper)
+    jax.block_until_ready(state)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        state, loss = compiled(state, X, Y, hyper)
+    jax.block_until_ready(state)
+    seconds = (time.perf_counter() - start) / repeats
+    return {"width": width, "n_synthetic": n_syn, "ms_per_step": 1000 * seconds,
+            "flops_per_step": flops, "achieved_flops": flops / seconds,
+            "xla_temp_MB": None if temp_bytes is None else temp_bytes / 2**20,
+            "xla_args_MB": None if arg_bytes is None else arg_bytes / 2**20,
+            "peak_rss_MB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def cost(args):
+    peak = matmul_flops()
+    print(f"float32 matmul reference: {peak / 1e9:.1f} GFLOP/s", flush=True)
+    by_width, by_size = [], []
+    for w in args.widths:
+        r = step_cost(w, 100, 100, args.batch, args.repeats)
+        r["fraction_of_matmul"] = r["achieved_flops"] / peak
+        r["paper_ms"] = PAPER_COST_MS.get(w)
+        print(json.dumps(r), flush=True)
+        by_width.append(r)
+    for n in args.sizes:
+        r = step_cost(args.size_width, n, 100, args.batch, args.repeats)
+        r["fraction_of_matmul"] = r["achieved_flops"] / peak
+        r["paper_ms"] = PAPER_COST_SIZE_MS.get(n) if args.size_width == 128 else None
+        print(json.dumps(r), flush=True)
+        by_size.append(r)
+    out = {"mode": "cost", "config": vars(args), "machine": machine_info(),
+           "matmul_flops": peak, "by_width": by_width, "by_size": by_size}
+    lines = [f"FRePo meta-step cost, batch {args.batch}, 32x32x3 inputs, 100 classes, pool 10, "
+             f"flip on; {machine_summary(out['machine'])}. Reference float32 matmul: "
+             f"{peak / 1e9:.1f} GFLOP/s. Memory: XLA temporaries of the step and peak process RSS.",
+             "", "| width | n synthetic | ms/step | GFLOP/step | achieved GFLOP/s | "
+             "fraction of matmul | XLA temp MB | peak RSS MB | paper ms (RTX 6000) |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in by_width + by_size:
+        lines.append(f"| {r['width']} | {r['n_synthetic']} | {r['ms_per_step']:.1f} | "
+                     f"{r['flops_per_step'] / 1e9:.2f} | {r['achieved_flops'] / 1e9:.1f} | "
+                     f"{r['fraction_of_matmul']:.2f} | {r['xla_temp_MB'] or float('nan'):.0f} | "
+                     f"{r['peak_rss_MB']:.0f} | {r['paper_ms']} |")
+    write("frepo_cost", out, lines)
+
+
+def write(name, out, lines):
+    write_json(os.path.join(RESULTS, name + ".json"), out)
+    write_text(os.path.join(RESULTS, name + ".md"), "\n".join(lines) + "\n")
+    print("\n".join(lines))
+    print(f"wrote {os.path.join(RESULTS, name)}.json/.md")
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--dataset", choices=["digits", "mnist", "cifar10"], default="digits")
+    p.add_argument("--ipc", type=int, nargs="+", default=[1, 10])
+    p.add_argument("--steps", type=int, default=2000, help="meta-steps (unless --seconds)")
+    p.add_argument("--seconds", type=float, default=None,
+                   help="distillation budget per ipc; overrides --steps")
+    p.add_argument("--width", type=int, default=128)
+    p.add_argument("--learning-rate", type=float, default=3e-4,
+                   help="LAMB rate of the synthetic set (paper: 3e-4 over very long runs)")
+    p.add_argument("--depth", type=int, default=3)
+    p.add_argument("--batch", type=int, default=1024)
+    p.add_argument("--pool-size", type=int, default=10)
+    p.add_argument("--n-eval", type=int, default=5)
+    p.add_argument("--eval-steps", type=int, default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data-home", default=None)
+    p.add_argument("--checkpoint", default=None)
+    p.add_argument("--verbose", type=int, default=0)
+    p.add_argument("--cost", action="store_true", help="measure the meta-step cost instead")
+    p.add_argument("--widths", type=int, nargs="+", default=[16, 32, 64, 128, 256, 512])
+    p.add_argument("--sizes", type=int, nargs="+", default=[100, 400, 1600, 6400])
+    p.add_argument("--size-width", type=int, default=128)
+    p.add_argument("--repeats", type=int, default=10)
+    args = p.parse_args(argv)
+    if args.cost:
+        if args.batch == 1024 and "--batch" not in (argv or sys.argv):
+            args.batch = 256  # the paper's cost table uses batch 256
+        cost(args)
+    else:
+        accuracy(args)
+
+
+if __name__ == "__main__":
+    main()
