@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from functools import partial
 from numbers import Integral, Real
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np

@@ -1,6 +1,5 @@
 """scikit-learn's estimator checks over every public estimator, with fast settings."""
 
-import pytest
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import sklearn_distill as sd
