@@ -15,6 +15,7 @@ __version__ = "0.1.0"
 
 from .augment import ImageAugmentation
 from .base import BaseDistiller, DistillationResult
+from .continual import ClassIncrementalResult, class_incremental_evaluation
 from .datasets import load_benchmark, load_digits_images
 from .evaluation import DistilledClassifier, EvaluationResult, NeuralNetClassifier, evaluate
 from .io import SyntheticSet, load_synthetic_set, save_synthetic_set
@@ -23,6 +24,7 @@ from .methods.frepo import FRePoDistiller
 from .networks import MLP, ConvNet
 from .plotting import plot_label_heatmap, plot_learning_curve, plot_synthetic_images
 from .preprocessing import ImageStandardizer, ZCAWhitening
+from .privacy import MembershipInferenceEvaluator, MembershipInferenceResult
 
 __all__ = [
     "BaseDistiller", "DistillationResult",
@@ -34,5 +36,7 @@ __all__ = [
     "load_digits_images", "load_benchmark",
     "SyntheticSet", "save_synthetic_set", "load_synthetic_set",
     "plot_synthetic_images", "plot_label_heatmap", "plot_learning_curve",
+    "MembershipInferenceEvaluator", "MembershipInferenceResult",
+    "class_incremental_evaluation", "ClassIncrementalResult",
     "__version__",
 ]
