@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from .evaluation import apply_network, network_loss
+from .evaluation import train_step
 from .networks import init_variables
 
 __all__ = ["ModelPool", "pool_optimizer", "init_member", "init_pool", "get_member",
@@ -134,14 +134,8 @@ def online_update(pool, index, key, X, targets, *, model, optimizer, max_online_
         return new_vars, new_opt, jnp.zeros((), jnp.int32)
 
     def train(_):
-        def objective(params):
-            logits, new_vars = apply_network(model, {**variables, "params": params}, X, True)
-            return network_loss(logits, targets, "mse"), new_vars
-
-        grads, new_vars = jax.grad(objective, has_aux=True)(variables["params"])
-        updates, new_opt = optimizer.update(grads, opt_state, variables["params"])
-        params = optax.apply_updates(variables["params"], updates)
-        return {**new_vars, "params": params}, new_opt, count + 1
+        new_vars, new_opt, _loss = train_step(model, optimizer, variables, opt_state, X, targets, "mse")
+        return new_vars, new_opt, count + 1
 
     # lax.cond runs only the branch taken, so the (rare) re-initialisation costs nothing on
     # the other steps.

@@ -138,10 +138,10 @@ def validate_input(estimator, X, layout):
     """Validate ``X`` at predict/score time against the layout seen in ``fit``."""
     X = validate_data(estimator, X, reset=False, allow_nd=True, dtype=np.float64,
                       ensure_all_finite=True)
-    expected = layout.input_ndim
-    if X.ndim != expected or layout.to_input(np.zeros((1,) + layout.sample_shape)).shape[1:] != X.shape[1:]:
+    expected = layout.to_input(np.zeros((1,) + layout.sample_shape)).shape[1:]
+    if X.shape[1:] != expected:
         raise ValueError(f"X has shape {X.shape[1:]} per sample, but the estimator was fitted on samples "
-                         f"of shape {layout.to_input(np.zeros((1,) + layout.sample_shape)).shape[1:]}.")
+                         f"of shape {expected}.")
     return layout.to_internal(X)
 
 

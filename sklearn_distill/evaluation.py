@@ -94,6 +94,22 @@ def apply_network(model, variables, x, train):
     return model.apply(variables, x, train=train), variables
 
 
+def train_step(model, optimizer, variables, opt_state, x, targets, loss):
+    """One optimiser step of a network on a batch; returns ``(variables, opt_state, loss_value)``.
+
+    Shared by the evaluation trainer and the online updates of a model pool. Batch statistics
+    (``norm="batch"``) are taken from the batch and their running averages updated.
+    """
+    def objective(params):
+        logits, new_vars = apply_network(model, {**variables, "params": params}, x, True)
+        return network_loss(logits, targets, loss), new_vars
+
+    (value, new_vars), grads = jax.value_and_grad(objective, has_aux=True)(variables["params"])
+    updates, opt_state = optimizer.update(grads, opt_state, variables["params"])
+    params = optax.apply_updates(variables["params"], updates)
+    return {**new_vars, "params": params}, opt_state, value
+
+
 def make_optimizer(learning_rate, n_steps, weight_decay=0.0, warmup_fraction=0.1):
     """Adam(W) with linear warm-up then cosine decay to zero, as in the protocol."""
     warmup = max(1, int(warmup_fraction * n_steps))
@@ -134,15 +150,7 @@ def _train_step_stacked(variables, opt_state, key, step, X, targets, *, model, n
             xb, tb = X[idx], targets[idx]
         if augmentation is not None:
             xb = augmentation(aug_key, xb)
-
-        def objective(params):
-            logits, new_vars = apply_network(model, {**variables, "params": params}, xb, True)
-            return network_loss(logits, tb, loss), new_vars
-
-        (value, new_vars), grads = jax.value_and_grad(objective, has_aux=True)(variables["params"])
-        updates, opt_state = optimizer.update(grads, opt_state, variables["params"])
-        params = optax.apply_updates(variables["params"], updates)
-        return {**new_vars, "params": params}, opt_state, value
+        return train_step(model, optimizer, variables, opt_state, xb, tb, loss)
 
     n_models = jax.tree.leaves(variables)[0].shape[0]
     keys = jax.random.split(jax.random.fold_in(key, step), n_models)
