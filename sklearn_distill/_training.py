@@ -44,7 +44,8 @@ import numpy as np
 
 __all__ = ["LoopResult", "run_loop", "select_tree", "tree_isfinite", "save_checkpoint",
            "load_checkpoint", "restore_state", "data_fingerprint", "init_synthetic",
-           "centred_one_hot", "init_labels", "label_margin_loss"]
+           "centred_one_hot", "init_labels", "label_margin_loss", "prepend_warm_start",
+           "scale_rows"]
 
 _INITS = ("real", "noise", "real+noise")
 
@@ -143,6 +144,54 @@ def label_margin_loss(labels):
     n_classes = labels.shape[-1]
     top2 = jax.lax.top_k(labels, 2)[0]
     return -jnp.mean(jnp.minimum(top2[:, 0] - top2[:, 1], 1.0 / n_classes))
+
+
+def prepend_warm_start(x, y, labels, warm_start, n_classes, scale_labels=True):
+    """Put the earlier rows of a :class:`~sklearn_distill.base.WarmStart` before a new block.
+
+    Parameters
+    ----------
+    x, y, labels : ndarray
+        The new block: samples, class indices and initial learned labels.
+    warm_start : WarmStart or None
+    n_classes : int
+    scale_labels : bool, default=True
+        How the earlier rows' labels are initialised when the warm start has none
+        (:func:`init_labels`).
+
+    Returns
+    -------
+    x, y, labels : ndarray
+        Earlier rows first, then the new block.
+    row_scale : ndarray of shape (n_rows,), float32
+        The learning-rate factor of each row: ``learning_rate_scale`` for the earlier rows, 1 for
+        the new ones (all ones without a warm start).
+    """
+    if warm_start is None:
+        return x, y, labels, np.ones(len(x), np.float32)
+    x_old = np.asarray(warm_start.X, np.float32)
+    if x_old.shape[1:] != np.shape(x)[1:]:
+        raise ValueError(f"The earlier synthetic rows have sample shape {x_old.shape[1:]}, the data "
+                         f"{np.shape(x)[1:]}.")
+    y_old = np.asarray(warm_start.y)
+    labels_old = (init_labels(y_old, n_classes, scale_labels) if warm_start.soft_labels is None
+                  else np.asarray(warm_start.soft_labels, np.float32))
+    scale = np.concatenate([np.full(len(x_old), warm_start.learning_rate_scale, np.float32),
+                            np.ones(len(x), np.float32)])
+    return (np.concatenate([x_old, np.asarray(x, np.float32)]), np.concatenate([y_old, y]),
+            np.concatenate([labels_old, np.asarray(labels, np.float32)]), scale)
+
+
+def scale_rows(updates, row_scale):
+    """Multiply the rows (leading axis) of every leaf of ``updates`` by ``row_scale``.
+
+    Applied to the optimiser's updates of the synthetic set, this scales the learning rate of each
+    synthetic row; a zero leaves a row exactly as it was (Boost-DD's frozen blocks).
+    """
+    def scale(u):
+        return u * row_scale.reshape((-1,) + (1,) * (u.ndim - 1)).astype(u.dtype)
+
+    return jax.tree.map(scale, updates)
 
 
 # --------------------------------------------------------------------------------------------

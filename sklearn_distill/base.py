@@ -15,6 +15,12 @@ Subclasses implement one private method::
 ``X`` is float32 in the internal layout (NHWC images, or 2-D rows for tabular data), ``y`` holds
 class indices ``0..n_classes-1`` (``self.classes_`` maps them back), ``key`` is the JAX PRNG key
 derived from ``random_state``; ``self.layout_`` and ``self.classes_`` are set before the call.
+
+Gradient-based methods that can continue from an earlier synthetic set (what
+:class:`~sklearn_distill.BoostedDistiller` needs) set ``_supports_warm_start = True`` and accept
+``_distill(X, y, key, warm_start=None)`` with a :class:`WarmStart`: the earlier rows come first in
+the result, followed by ``ipc`` new rows per class, and the earlier rows train with the learning
+rate scaled by ``warm_start.learning_rate_scale`` (``0`` leaves them bit-for-bit unchanged).
 """
 
 from numbers import Integral
@@ -28,7 +34,7 @@ from sklearn.utils.validation import check_is_fitted
 from ._jax import library_prng
 from ._validation import check_ipc, check_random_key, validate_input, validate_training_data
 
-__all__ = ["BaseDistiller", "DistillationResult"]
+__all__ = ["BaseDistiller", "DistillationResult", "WarmStart"]
 
 
 class DistillationResult(NamedTuple):
@@ -53,6 +59,27 @@ class DistillationResult(NamedTuple):
     soft_labels: Optional[np.ndarray] = None
     n_iter: int = 0
     history: Optional[dict] = None
+
+
+class WarmStart(NamedTuple):
+    """Earlier synthetic rows for a gradient-based method to continue from (Boost-DD).
+
+    Attributes
+    ----------
+    X : ndarray
+        Earlier synthetic samples in the internal layout (float32).
+    y : ndarray of int
+        Their class indices.
+    soft_labels : ndarray of shape (n_earlier, n_classes) or None
+        Their learned labels (``None``: the method's initial labels for ``y``).
+    learning_rate_scale : float
+        Factor on the learning rate of the earlier rows (and labels); ``0`` freezes them.
+    """
+
+    X: np.ndarray
+    y: np.ndarray
+    soft_labels: Optional[np.ndarray] = None
+    learning_rate_scale: float = 0.0
 
 
 class BaseDistiller(BaseEstimator):
@@ -89,6 +116,9 @@ class BaseDistiller(BaseEstimator):
         "random_state": ["random_state"],
     }
 
+    # Whether ``_distill`` accepts ``warm_start=WarmStart(...)`` (see the module docstring).
+    _supports_warm_start = False
+
     # -- to implement ---------------------------------------------------------------------------
 
     def _distill(self, X, y, key):  # pragma: no cover - abstract
@@ -110,12 +140,22 @@ class BaseDistiller(BaseEstimator):
         -------
         self : object
         """
+        return self._fit(X, y)
+
+    def _fit(self, X, y, warm_start=None):
+        """``fit``, optionally continuing from earlier synthetic rows (:class:`WarmStart`)."""
         self._validate_params()
         X, y_enc, classes, layout = validate_training_data(self, X, y, self.image_shape)
         check_ipc(y_enc, self.ipc, classes)
         self.classes_, self.layout_ = classes, layout
+        extra = {}
+        if warm_start is not None:
+            if not self._supports_warm_start:
+                raise TypeError(f"{type(self).__name__} cannot continue from an earlier synthetic "
+                                f"set (it is not a gradient-based distiller).")
+            extra["warm_start"] = warm_start
         with library_prng():
-            result = self._distill(X, y_enc, check_random_key(self.random_state))
+            result = self._distill(X, y_enc, check_random_key(self.random_state), **extra)
         self._store_result(result)
         return self
 

@@ -106,6 +106,26 @@ def test_fit_basics_labels_and_pickle(digits):
     np.testing.assert_array_equal(again.synthetic_X_, fitted.synthetic_X_)
 
 
+def test_warm_start_freezes_or_trains_earlier_rows(digits):
+    from sklearn_distill.base import WarmStart
+
+    X, y = digits
+    first = tiny().fit(X, y)
+    earlier = WarmStart(first.layout_.to_internal(first.synthetic_X_), np.arange(10),
+                        first.synthetic_y_soft_, learning_rate_scale=0.0)
+    frozen = tiny(random_state=1)._fit(X, y, warm_start=earlier)
+    assert frozen.synthetic_X_.shape == (20, 8, 8, 1)
+    assert frozen.synthetic_y_.tolist() == list(range(10)) * 2
+    # Earlier rows first, bit-for-bit unchanged; the new block moved away from its real init.
+    np.testing.assert_array_equal(frozen.synthetic_X_[:10], first.synthetic_X_)
+    np.testing.assert_array_equal(frozen.synthetic_y_soft_[:10], first.synthetic_y_soft_)
+    assert not np.allclose(frozen.synthetic_y_soft_[10:], centred_one_hot(np.arange(10), 10))
+    trained = tiny(random_state=1)._fit(X, y, warm_start=earlier._replace(learning_rate_scale=0.1))
+    assert not np.array_equal(trained.synthetic_X_[:10], first.synthetic_X_)
+    with pytest.raises(TypeError, match="cannot continue"):
+        HerdingDistiller(ipc=1)._fit(X, y, warm_start=earlier)
+
+
 def test_tabular_and_grid_search(digits):
     X, y = digits
     X = X.reshape(len(X), -1)[:200]

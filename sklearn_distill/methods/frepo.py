@@ -34,8 +34,9 @@ import optax
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 
 from .. import _pool
-from .._training import (data_fingerprint, init_labels, init_synthetic, label_margin_loss,
-                         restore_state, run_loop, centred_one_hot, select_tree, tree_isfinite)
+from .._training import (centred_one_hot, data_fingerprint, init_labels, init_synthetic,
+                         label_margin_loss, prepend_warm_start, restore_state, run_loop,
+                         scale_rows, select_tree, tree_isfinite)
 from ..base import BaseDistiller, DistillationResult
 from ..kernels import feature_regression_loss
 from ..networks import MLP, ConvNet, with_num_classes
@@ -153,6 +154,9 @@ def _meta_step_impl(state, X_real, Y_real, hyper, config):
     loss, grads, index, key, online_key = _meta_gradient(state, X_real, Y_real, hyper, config)
     synthetic = {"x": state["x"], "y": state["y"]}
     updates, opt_state = _lamb(hyper).update(grads, state["opt"], synthetic)
+    if "row_scale" in hyper:
+        # Earlier blocks of a boosted set train at a scaled rate (0: frozen exactly).
+        updates = scale_rows(updates, hyper["row_scale"])
     new = optax.apply_updates(synthetic, updates)
     if not config.learn_labels:
         new = {"x": new["x"], "y": synthetic["y"]}
@@ -398,7 +402,7 @@ class FRePoDistiller(BaseDistiller):
             return sample_shape[-1] == 3
         return bool(self.flip)
 
-    def _checkpoint_config(self, X, y, flip):
+    def _checkpoint_config(self, X, y, flip, warm_start=None):
         model = self._distill_model(X.shape[1:])
         seed = self.random_state if isinstance(self.random_state, Integral) else repr(
             self.random_state if self.random_state is None else type(self.random_state).__name__)
@@ -409,11 +413,16 @@ class FRePoDistiller(BaseDistiller):
                 "max_online_steps": int(self.max_online_steps),
                 "online_learning_rate": float(self.online_learning_rate),
                 "ridge": float(self.ridge), "precision": self.precision,
-                "random_state": seed, "data": data_fingerprint(X, y)}
+                "random_state": seed, "data": data_fingerprint(X, y),
+                "warm_start": None if warm_start is None else {
+                    "rows": data_fingerprint(np.asarray(warm_start.X), np.asarray(warm_start.y)),
+                    "learning_rate_scale": float(warm_start.learning_rate_scale)}}
 
     # -- the method -----------------------------------------------------------------------------
 
-    def _distill(self, X, y, key):
+    _supports_warm_start = True
+
+    def _distill(self, X, y, key, warm_start=None):
         n_classes = len(self.classes_)
         sample_shape = tuple(X.shape[1:])
         devices = self._resolve_devices()
@@ -442,10 +451,14 @@ class FRePoDistiller(BaseDistiller):
 
         init_key, pool_key, loop_key = jax.random.split(key, 3)
         x_syn, y_syn = init_synthetic(init_key, X, y, n_classes, self.ipc, self.init)
-        state = init_state(x_syn, init_labels(y_syn, n_classes), pool_key, loop_key, model,
-                           self.pool_size, self.max_online_steps)
+        x_syn, y_syn, labels, row_scale = prepend_warm_start(
+            x_syn, y_syn, init_labels(y_syn, n_classes), warm_start, n_classes)
+        if warm_start is not None:
+            hyper["row_scale"] = jnp.asarray(row_scale)
+        state = init_state(x_syn, labels, pool_key, loop_key, model, self.pool_size,
+                           self.max_online_steps)
 
-        ckpt_config = self._checkpoint_config(X, y, flip)
+        ckpt_config = self._checkpoint_config(X, y, flip, warm_start)
         start_step, history = 0, None
         if self.checkpoint is not None and os.path.exists(self.checkpoint):
             state, start_step, extra = restore_state(self.checkpoint, state, ckpt_config)
