@@ -83,13 +83,14 @@ def sample_index(key, pool_size):
 
 
 def online_update(pool, index, key, X, targets, *, model, optimizer, max_online_steps,
-                  batch_size=None, keep=True):
-    r"""Advance member ``index`` by one online step, or re-initialise it.
+                  batch_size=None, keep=True, n_steps=1):
+    r"""Advance member ``index`` by ``n_steps`` online steps, or re-initialise it.
 
     A member whose counter has reached ``max_online_steps`` (:math:`K`) is replaced by a fresh
     initialisation (new weights, new optimiser state, counter 0) and not trained this time, so
-    every member takes exactly :math:`K` online updates per life (its first life may be shorter,
-    see :func:`init_pool`). Otherwise it takes one optimiser step on
+    every member takes about :math:`K` online updates per life (its first life may be shorter,
+    see :func:`init_pool`). Otherwise it takes ``n_steps`` optimiser steps (FRePo: one; RCIG: a
+    random number per meta-step) on
 
     .. math::
 
@@ -113,6 +114,8 @@ def online_update(pool, index, key, X, targets, *, model, optimizer, max_online_
         Rows per online step, drawn without replacement; ``None`` or ``>= n`` uses all rows.
     keep : bool or traced bool, default=True
         When false the pool is returned unchanged (used by guarded steps whose meta-step failed).
+    n_steps : int or traced int, default=1
+        Optimiser steps this time, all on the same rows; the counter advances by ``n_steps``.
 
     Returns
     -------
@@ -134,8 +137,16 @@ def online_update(pool, index, key, X, targets, *, model, optimizer, max_online_
         return new_vars, new_opt, jnp.zeros((), jnp.int32)
 
     def train(_):
-        new_vars, new_opt, _loss = train_step(model, optimizer, variables, opt_state, X, targets, "mse")
-        return new_vars, new_opt, count + 1
+        if isinstance(n_steps, int) and n_steps == 1:
+            new_vars, new_opt, _loss = train_step(model, optimizer, variables, opt_state, X,
+                                                  targets, "mse")
+            return new_vars, new_opt, count + 1
+
+        def body(_, carry):
+            return train_step(model, optimizer, *carry, X, targets, "mse")[:2]
+
+        new_vars, new_opt = jax.lax.fori_loop(0, n_steps, body, (variables, opt_state))
+        return new_vars, new_opt, count + jnp.asarray(n_steps, jnp.int32)
 
     # lax.cond runs only the branch taken, so the (rare) re-initialisation costs nothing on
     # the other steps.

@@ -129,12 +129,13 @@ def init_labels(y, n_classes, scale=True):
     return labels.astype(np.float32)
 
 
-def label_margin_loss(labels):
-    r"""FRePo's label-margin regulariser, :math:`-\frac1n\sum_i \min(y_{i,(1)} - y_{i,(2)}, 1/C)`.
+def label_margin_loss(labels, margin=None):
+    r"""FRePo's label-margin regulariser, :math:`-\frac1n\sum_i \min(y_{i,(1)} - y_{i,(2)}, m)`.
 
     :math:`y_{i,(1)}` and :math:`y_{i,(2)}` are the two largest entries of row :math:`i`; the term
-    rewards a margin of up to :math:`1/C` between them and nothing beyond, so learned labels stay
-    decisive without being pushed to grow.
+    rewards a margin of up to :math:`m` between them and nothing beyond, so learned labels stay
+    decisive without being pushed to grow. ``margin`` is :math:`m`; ``None`` means :math:`1/C`
+    (FRePo; RCIG uses :math:`1/(2C)`).
 
     Examples
     --------
@@ -143,7 +144,8 @@ def label_margin_loss(labels):
     """
     n_classes = labels.shape[-1]
     top2 = jax.lax.top_k(labels, 2)[0]
-    return -jnp.mean(jnp.minimum(top2[:, 0] - top2[:, 1], 1.0 / n_classes))
+    margin = 1.0 / n_classes if margin is None else margin
+    return -jnp.mean(jnp.minimum(top2[:, 0] - top2[:, 1], margin))
 
 
 def prepend_warm_start(x, y, labels, warm_start, n_classes, scale_labels=True):

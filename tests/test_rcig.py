@@ -1,0 +1,275 @@
+"""Tests for RCIGDistiller and the implicit-differentiation module."""
+
+import pickle
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from jax.flatten_util import ravel_pytree
+from sklearn.model_selection import train_test_split
+
+from sklearn_distill import (MLP, ConvNet, HerdingDistiller, ImageStandardizer, RandomDistiller,
+                             RCIGDistiller, load_digits_images)
+from sklearn_distill import _implicit
+from sklearn_distill._training import label_margin_loss
+from sklearn_distill.base import WarmStart
+from sklearn_distill.methods import rcig as R
+from sklearn_distill.networks import init_variables, with_num_classes
+
+TINY = ConvNet(width=8, depth=2, activation="softplus")
+
+
+@pytest.fixture(scope="module")
+def digits():
+    X, y = load_digits_images(return_X_y=True)
+    return X[:400], y[:400]
+
+
+def tiny(**kw):
+    params = dict(ipc=1, n_steps=6, batch_size=64, pool_size=2, max_online_steps=6, online_steps=2,
+                  n_inner=3, n_hinv=3, inner_learning_rate=1e-3, hinv_learning_rate=1e-3,
+                  model=TINY, log_every=2, n_eval_models=1, eval_steps=20, random_state=0)
+    params.update(kw)
+    return RCIGDistiller(**params)
+
+
+# -- the implicit-gradient machinery -------------------------------------------------------------
+
+def _ridge_problem():
+    """Inner: min_w 1/2 |A(p) w - b|^2 + mu/2 |w|^2 (strongly convex); outer: |w* - c|^2 + p.p."""
+    rng = np.random.default_rng(0)
+    A0, b, c = rng.normal(size=(6, 3)), rng.normal(size=6), rng.normal(size=3)
+    mu = 0.3
+
+    def inner(w, p):
+        A = A0 + p["a"] * np.eye(6, 3)
+        return 0.5 * jnp.sum((A @ w - b) ** 2) + 0.5 * mu * jnp.sum(w ** 2)
+
+    def solve(p):  # the exact inner optimum
+        A = A0 + p["a"] * np.eye(6, 3)
+        return jnp.linalg.solve(A.T @ A + mu * jnp.eye(3), A.T @ b)
+
+    def outer(w, p):
+        return jnp.sum((w - c) ** 2) + p["a"] ** 2
+
+    return inner, solve, outer
+
+
+@pytest.mark.parametrize("method, n_steps, lr", [("cg", 10, None), ("adam", 1500, 5e-2)])
+def test_implicit_gradient_matches_finite_differences(method, n_steps, lr):
+    with jax.enable_x64(True):
+        inner, solve, outer = _ridge_problem()
+        p = {"a": jnp.asarray(0.4, jnp.float64)}
+        w = solve(p)
+        direct, g_w = jax.grad(outer, argnums=(1, 0))(w, p)
+        (implicit,), trace = _implicit.implicit_vjp(jax.grad(inner), w, (p,), g_w,
+                                                    _implicit.make_solver(method, n_steps, lr))
+        total = float(direct["a"] + implicit["a"])
+        eps = 1e-6
+        fd = (outer(solve({"a": p["a"] + eps}), {"a": p["a"] + eps})
+              - outer(solve({"a": p["a"] - eps}), {"a": p["a"] - eps})) / (2 * eps)
+        assert abs(float(implicit["a"])) > 1e-3  # the implicit part matters here
+        np.testing.assert_allclose(total, float(fd), rtol=1e-4)
+        if method == "adam":  # 2 q(v) decreases from 0 along a stable solve
+            assert float(trace[-1]) < float(trace[1]) < 0
+
+
+def test_solver_rejects_unknown_method():
+    with pytest.raises(ValueError, match="hinv_solver"):
+        _implicit.make_solver("newton", 3)
+
+
+def _tiny_problem(n_classes=3, n_rows=4, subset=None, learn_labels=True, flip=False):
+    model = with_num_classes(MLP(hidden_sizes=(5,), activation="softplus"), n_classes)
+    variables = init_variables(model, jax.random.PRNGKey(1), (6,))
+    rng = np.random.default_rng(2)
+    psi = {"x": jnp.asarray(rng.normal(size=(n_rows, 6))),
+           "y": jnp.asarray(np.eye(n_classes)[np.arange(n_rows) % n_classes] - 1 / n_classes),
+           "log_temp": jnp.asarray(0.2)}
+    x_real = jnp.asarray(rng.normal(size=(12, 6)))
+    onehot = jnp.asarray(np.eye(n_classes)[rng.integers(0, n_classes, 12)])
+    config = R._Config(model=model, batch_size=12, learn_labels=learn_labels, flip=flip,
+                       n_inner=0, n_hinv=0, hinv_solver="cg", n_backward_subset=subset,
+                       clip_implicit=False, precision="highest")
+    return model, variables, psi, x_real, onehot, config
+
+
+def test_rcig_total_gradient_matches_finite_differences_of_the_solved_inner_problem():
+    """Direct + implicit gradient of the real losses equals d/dpsi outer(psi, Delta*(psi))."""
+    with jax.enable_x64(True):
+        model, variables, psi, x_real, onehot, config = _tiny_problem()
+        variables = jax.tree.map(lambda a: a.astype(jnp.float64), variables)
+        l2, key = 0.05, jax.random.PRNGKey(0)
+        zero = jax.tree.map(jnp.zeros_like, variables["params"])
+        flat0, unravel = ravel_pytree(zero)
+
+        def solved(psi_):
+            # The inner loss is an exact quadratic in Delta: Delta* = -H^{-1} grad L(0).
+            xs, ys = R.support_set(psi_, key, config)
+            n = psi_["x"].shape[0]
+            loss = lambda f: R.inner_loss(unravel(f), xs, ys, variables, l2, n, config)  # noqa
+            hessian = jax.hessian(loss)(flat0)  # positive definite: the L2 term covers all
+            return unravel(-jnp.linalg.solve(hessian, jax.grad(loss)(flat0)))
+
+        @jax.jit
+        def total_outer(psi_):
+            return R.outer_loss(psi_, solved(psi_), variables, x_real, onehot, key, l2, config)[0]
+
+        tangent = jax.jit(solved)(psi)
+        _, (direct, g_tangent) = jax.value_and_grad(R.outer_loss, argnums=(0, 1), has_aux=True)(
+            psi, tangent, variables, x_real, onehot, key, l2, config)
+
+        def optimality(t, psi_):
+            xs, ys = R.support_set(psi_, key, config)
+            return jax.grad(R.inner_loss)(t, xs, ys, variables, l2, psi_["x"].shape[0], config)
+
+        n_params = flat0.size
+        (implicit,), _ = _implicit.implicit_vjp(optimality, tangent, (psi,), g_tangent,
+                                                _implicit.make_solver("cg", 2 * n_params))
+        total = jax.tree.map(jnp.add, direct, implicit)
+        assert float(jnp.abs(implicit["x"]).max()) > 1e-4  # the implicit term is not negligible
+        eps = 1e-6
+        for name, index in (("x", (0, 1)), ("x", (3, 4)), ("y", (1, 2)), ("log_temp", ())):
+            bump = jnp.zeros_like(psi[name]).at[index].set(eps)
+            up = total_outer({**psi, name: psi[name] + bump})
+            down = total_outer({**psi, name: psi[name] - bump})
+            np.testing.assert_allclose(float(total[name][index]), float((up - down) / (2 * eps)),
+                                       rtol=1e-4, atol=1e-8)
+
+
+def test_without_inner_steps_it_is_frepo_with_a_platt_loss():
+    """n_inner = n_hinv = 0: the meta-gradient is that of KRR on the base features + Platt loss."""
+    model, variables, psi, x_real, onehot, config = _tiny_problem()
+    l2 = 0.05
+
+    def frepo_platt(psi_):
+        f_s = model.apply(variables, psi_["x"], return_features=True)
+        f_t = model.apply(variables, x_real, return_features=True)
+        lam = l2 * psi_["x"].shape[0]
+        pred = f_t @ f_s.T @ jnp.linalg.solve(f_s @ f_s.T + lam * jnp.eye(len(f_s)), psi_["y"])
+        ce = jnp.mean(optax.softmax_cross_entropy(pred * jnp.exp(psi_["log_temp"]), onehot))
+        return ce + label_margin_loss(psi_["y"], margin=0.5 / psi_["y"].shape[1])
+
+    loss, direct, implicit, aux = R.meta_gradient_parts(
+        psi, variables, x_real, onehot, jax.random.PRNGKey(0), 1e-3, 1e-3, l2, config)
+    expected_loss, expected = jax.value_and_grad(frepo_platt)(psi)
+    np.testing.assert_allclose(float(loss), float(expected_loss), rtol=1e-5)
+    for name in ("x", "y", "log_temp"):
+        np.testing.assert_allclose(np.asarray(direct[name]), np.asarray(expected[name]),
+                                   rtol=2e-3, atol=1e-6)
+        assert not np.any(np.asarray(implicit[name]))
+
+
+def test_backward_subset_is_unbiased():
+    n_rows, subset = 6, 2
+    model, variables, psi, x_real, onehot, config = _tiny_problem(n_rows=n_rows, subset=subset)
+    full_config = config._replace(n_backward_subset=None)
+    tangent = jax.tree.map(lambda a: 0.1 * jnp.ones_like(a), variables["params"])
+
+    def grad_x(key, cfg):
+        return jax.grad(lambda p: R.outer_loss(p, tangent, variables, x_real, onehot, key, 0.05,
+                                               cfg)[0])(psi)["x"]
+
+    full = grad_x(jax.random.PRNGKey(0), full_config)
+    draws = jax.vmap(lambda k: grad_x(k, config))(jax.random.split(jax.random.PRNGKey(1), 3000))
+    # Each draw backpropagates through `subset` rows, each scaled by n/subset ...
+    live = np.any(np.asarray(draws) != 0, axis=-1)
+    assert np.all(live.sum(axis=1) == subset)
+    np.testing.assert_allclose(np.asarray(draws)[live],
+                               (n_rows / subset * np.asarray(full)[None].repeat(3000, 0))[live],
+                               rtol=1e-4, atol=1e-6)
+    # ... and their mean is the full gradient (the per-row frequency is subset/n).
+    np.testing.assert_allclose(np.asarray(draws.mean(0)), np.asarray(full),
+                               atol=0.08 * float(jnp.abs(full).max()))
+    # The loss value does not depend on the subset.
+    values = [R.outer_loss(psi, tangent, variables, x_real, onehot, k, 0.05, c)[0]
+              for k, c in ((jax.random.PRNGKey(5), config), (jax.random.PRNGKey(0), full_config))]
+    np.testing.assert_allclose(float(values[0]), float(values[1]), rtol=1e-6)
+
+
+def test_inner_steps_lower_the_inner_loss():
+    model, variables, psi, x_real, onehot, config = _tiny_problem()
+    config = config._replace(n_inner=15)
+    x_s, y_s = R.support_set(psi, jax.random.PRNGKey(0), config)
+    tangent, trace = R.solve_inner(variables, x_s, y_s, 0.05, 4, 1e-2, config)
+    assert float(trace[-1]) < float(trace[0])
+    assert float(R.inner_loss(tangent, x_s, y_s, variables, 0.05, 4, config)) == pytest.approx(
+        float(trace[-1]), rel=1e-5)
+
+
+# -- the estimator --------------------------------------------------------------------------------
+
+def test_fit_basics_labels_temperature_and_pickle(digits):
+    X, y = digits
+    fitted = tiny().fit(X, y)
+    assert fitted.synthetic_X_.shape == (10, 8, 8, 1) and fitted.n_iter_ == 6
+    assert fitted.stop_reason_ == "done" and fitted.flip_ is False
+    assert fitted.history_["step"] == [2, 4, 6]
+    assert fitted.temperature_ != 1.0  # the Platt temperature is learned
+    init = np.eye(10)[np.arange(10)] - 0.1
+    assert not np.allclose(fitted.synthetic_y_soft_, init)
+    assert not np.allclose(fitted.synthetic_X_, X[:10])
+    clone = pickle.loads(pickle.dumps(fitted))
+    np.testing.assert_array_equal(clone.synthetic_X_, fitted.synthetic_X_)
+    again = tiny().fit(X, y)
+    np.testing.assert_array_equal(again.synthetic_X_, fitted.synthetic_X_)
+    frozen = tiny(learn_labels=False, hinv_solver="cg", n_backward_subset=4).fit(X, y)
+    np.testing.assert_allclose(frozen.synthetic_y_soft_, init, atol=1e-7)
+    # The evaluation network is the distillation one with ReLU.
+    assert fitted._eval_model().activation == "relu"
+
+
+def test_learning_rates_are_tuned_automatically(digits):
+    X, y = digits
+    est = tiny(inner_learning_rate="auto", hinv_learning_rate="auto", n_steps=2).fit(X, y)
+    # Both grew from their small starting values before backing off.
+    assert est.inner_learning_rate_ > R._START_INNER_LR
+    assert est.hinv_learning_rate_ > R._START_HINV_LR
+
+
+def test_warm_start_keeps_earlier_rows(digits):
+    X, y = digits
+    first = tiny().fit(X, y)
+    earlier = WarmStart(first.layout_.to_internal(first.synthetic_X_), np.arange(10),
+                        first.synthetic_y_soft_, learning_rate_scale=0.0)
+    second = tiny(random_state=1)._fit(X, y, warm_start=earlier)
+    assert second.synthetic_X_.shape == (20, 8, 8, 1)
+    np.testing.assert_array_equal(second.synthetic_X_[:10], first.synthetic_X_)
+    np.testing.assert_array_equal(second.synthetic_y_soft_[:10], first.synthetic_y_soft_)
+
+
+@pytest.mark.parametrize("params, match", [
+    ({"ipc": 0}, "ipc"), ({"n_inner": -1}, "n_inner"), ({"hinv_solver": "newton"}, "hinv_solver"),
+    ({"l2": 0.0}, "l2"), ({"n_backward_subset": 11}, "n_backward_subset"),
+    ({"inner_learning_rate": "fast"}, "inner_learning_rate"), ({"online_steps": 0}, "online_steps"),
+])
+def test_bad_parameters(digits, params, match):
+    X, y = digits
+    with pytest.raises(ValueError, match=match):
+        tiny(**params).fit(X, y)
+
+
+def test_flip_needs_images(digits):
+    X, y = digits
+    with pytest.raises(ValueError, match="flip"):
+        tiny(flip=True, model=MLP(hidden_sizes=(8,))).fit(X.reshape(len(X), -1), y)
+
+
+def test_beats_random_and_herding_on_digits():
+    X, y = load_digits_images(return_X_y=True)
+    X_tr, X_te, y_tr, y_te = train_test_split(X, y, test_size=0.4, stratify=y, random_state=0)
+    scaler = ImageStandardizer().fit(X_tr)
+    X_tr, X_te = scaler.transform(X_tr), scaler.transform(X_te)
+    common = dict(n_eval_models=4, eval_steps=300, eval_model=ConvNet(width=16, depth=2),
+                  random_state=0)
+    for ipc, margin in ((1, 0.05), (10, 0.015)):
+        rcig = RCIGDistiller(ipc=ipc, n_steps=200, batch_size=256, learning_rate=1e-2,
+                             model=ConvNet(width=16, depth=2, activation="softplus"),
+                             pool_size=4, max_online_steps=30, online_learning_rate=1e-3,
+                             n_inner=10, n_hinv=10, **common).fit(X_tr, y_tr)
+        acc = rcig.score(X_te, y_te)
+        rand = RandomDistiller(ipc=ipc, **common).fit(X_tr, y_tr).score(X_te, y_te)
+        herd = HerdingDistiller(ipc=ipc, **common).fit(X_tr, y_tr).score(X_te, y_te)
+        assert acc > max(rand, herd) + margin, (ipc, acc, rand, herd)
