@@ -46,7 +46,7 @@ def _sub(a, b):
     return jax.tree.map(jnp.subtract, a, b)
 
 
-def make_solver(method, n_steps, learning_rate=None):
+def make_solver(method, n_steps, learning_rate=None, unroll=False):
     """A linear solver ``solve(matvec, b) -> (x, trace)`` for a symmetric positive definite system.
 
     Parameters
@@ -56,6 +56,8 @@ def make_solver(method, n_steps, learning_rate=None):
         Adam steps or CG iterations (``0`` returns ``x = 0``).
     learning_rate : float or traced scalar
         Adam's learning rate (``"adam"`` only).
+    unroll : bool, default=False
+        Unroll the Adam loop (faster on XLA's CPU backend, slower to compile).
     """
     if method not in SOLVERS:
         raise ValueError(f"`hinv_solver` must be one of {SOLVERS}; got {method!r}.")
@@ -86,7 +88,8 @@ def make_solver(method, n_steps, learning_rate=None):
             return optax.apply_updates(x, updates), opt_state, trace
 
         trace = jnp.zeros(n_steps + 1, jax.tree.leaves(b)[0].dtype)
-        x, _, trace = jax.lax.fori_loop(0, n_steps, body, (x, optimizer.init(x), trace))
+        x, _, trace = jax.lax.fori_loop(0, n_steps, body, (x, optimizer.init(x), trace),
+                                        unroll=bool(unroll) and n_steps > 0)
         final = tree_vdot(x, _sub(matvec(x), jax.tree.map(lambda v: 2 * v, b))) if n_steps else 0.0
         return x, trace.at[n_steps].set(final)
 

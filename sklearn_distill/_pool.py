@@ -13,6 +13,7 @@ states and step counters), so a member is picked with a traced index inside a ji
 Python-side state is involved. Everything here is a pure function.
 """
 
+from functools import partial
 from typing import Any, NamedTuple
 
 import jax
@@ -83,7 +84,7 @@ def sample_index(key, pool_size):
 
 
 def online_update(pool, index, key, X, targets, *, model, optimizer, max_online_steps,
-                  batch_size=None, keep=True, n_steps=1):
+                  batch_size=None, keep=True, n_steps=1, max_steps=None):
     r"""Advance member ``index`` by ``n_steps`` online steps, or re-initialise it.
 
     A member whose counter has reached ``max_online_steps`` (:math:`K`) is replaced by a fresh
@@ -116,6 +117,9 @@ def online_update(pool, index, key, X, targets, *, model, optimizer, max_online_
         When false the pool is returned unchanged (used by guarded steps whose meta-step failed).
     n_steps : int or traced int, default=1
         Optimiser steps this time, all on the same rows; the counter advances by ``n_steps``.
+    max_steps : int or None, default=None
+        A static bound on a traced ``n_steps``: the loop is then unrolled into ``max_steps``
+        conditional steps (XLA's CPU backend runs convolutions in while loops slowly).
 
     Returns
     -------
@@ -145,7 +149,13 @@ def online_update(pool, index, key, X, targets, *, model, optimizer, max_online_
         def body(_, carry):
             return train_step(model, optimizer, *carry, X, targets, "mse")[:2]
 
-        new_vars, new_opt = jax.lax.fori_loop(0, n_steps, body, (variables, opt_state))
+        if max_steps is not None:
+            carry = (variables, opt_state)
+            for i in range(int(max_steps)):
+                carry = jax.lax.cond(i < n_steps, partial(body, i), lambda c: c, carry)
+            new_vars, new_opt = carry
+        else:
+            new_vars, new_opt = jax.lax.fori_loop(0, n_steps, body, (variables, opt_state))
         return new_vars, new_opt, count + jnp.asarray(n_steps, jnp.int32)
 
     # lax.cond runs only the branch taken, so the (rare) re-initialisation costs nothing on

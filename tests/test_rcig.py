@@ -91,7 +91,7 @@ def _tiny_problem(n_classes=3, n_rows=4, subset=None, learn_labels=True, flip=Fa
     x_real = jnp.asarray(rng.normal(size=(12, 6)))
     onehot = jnp.asarray(np.eye(n_classes)[rng.integers(0, n_classes, 12)])
     config = R._Config(model=model, batch_size=12, learn_labels=learn_labels, flip=flip,
-                       n_inner=0, n_hinv=0, hinv_solver="cg", n_backward_subset=subset,
+                       n_inner=0, n_hinv=0, hinv_solver="cg", online_steps=1, n_backward_subset=subset,
                        clip_implicit=False, precision="highest")
     return model, variables, psi, x_real, onehot, config
 
@@ -107,9 +107,9 @@ def test_rcig_total_gradient_matches_finite_differences_of_the_solved_inner_prob
 
         def solved(psi_):
             # The inner loss is an exact quadratic in Delta: Delta* = -H^{-1} grad L(0).
-            xs, ys = R.support_set(psi_, key, config)
+            support = R.support_set(psi_, key, config)
             n = psi_["x"].shape[0]
-            loss = lambda f: R.inner_loss(unravel(f), xs, ys, variables, l2, n, config)  # noqa
+            loss = lambda f: R.inner_loss(unravel(f), support, variables, l2, n, config)  # noqa
             hessian = jax.hessian(loss)(flat0)  # positive definite: the L2 term covers all
             return unravel(-jnp.linalg.solve(hessian, jax.grad(loss)(flat0)))
 
@@ -122,8 +122,8 @@ def test_rcig_total_gradient_matches_finite_differences_of_the_solved_inner_prob
             psi, tangent, variables, x_real, onehot, key, l2, config)
 
         def optimality(t, psi_):
-            xs, ys = R.support_set(psi_, key, config)
-            return jax.grad(R.inner_loss)(t, xs, ys, variables, l2, psi_["x"].shape[0], config)
+            support = R.support_set(psi_, key, config)
+            return jax.grad(R.inner_loss)(t, support, variables, l2, psi_["x"].shape[0], config)
 
         n_params = flat0.size
         (implicit,), _ = _implicit.implicit_vjp(optimality, tangent, (psi,), g_tangent,
@@ -168,12 +168,15 @@ def test_backward_subset_is_unbiased():
     full_config = config._replace(n_backward_subset=None)
     tangent = jax.tree.map(lambda a: 0.1 * jnp.ones_like(a), variables["params"])
 
-    def grad_x(key, cfg):
-        return jax.grad(lambda p: R.outer_loss(p, tangent, variables, x_real, onehot, key, 0.05,
-                                               cfg)[0])(psi)["x"]
+    def grads(key, cfg):
+        g_psi, g_tangent = jax.grad(
+            lambda p, t: R.outer_loss(p, t, variables, x_real, onehot, key, 0.05, cfg)[0],
+            argnums=(0, 1))(psi, tangent)
+        return g_psi["x"], ravel_pytree(g_tangent)[0]
 
-    full = grad_x(jax.random.PRNGKey(0), full_config)
-    draws = jax.vmap(lambda k: grad_x(k, config))(jax.random.split(jax.random.PRNGKey(1), 3000))
+    full, full_tangent = grads(jax.random.PRNGKey(0), full_config)
+    draws, draws_tangent = jax.vmap(lambda k: grads(k, config))(
+        jax.random.split(jax.random.PRNGKey(1), 3000))
     # Each draw backpropagates through `subset` rows, each scaled by n/subset ...
     live = np.any(np.asarray(draws) != 0, axis=-1)
     assert np.all(live.sum(axis=1) == subset)
@@ -183,6 +186,9 @@ def test_backward_subset_is_unbiased():
     # ... and their mean is the full gradient (the per-row frequency is subset/n).
     np.testing.assert_allclose(np.asarray(draws.mean(0)), np.asarray(full),
                                atol=0.08 * float(jnp.abs(full).max()))
+    # The gradient to the tangent parameters (which the implicit term needs) is unbiased too.
+    np.testing.assert_allclose(np.asarray(draws_tangent.mean(0)), np.asarray(full_tangent),
+                               atol=0.08 * float(jnp.abs(full_tangent).max()))
     # The loss value does not depend on the subset.
     values = [R.outer_loss(psi, tangent, variables, x_real, onehot, k, 0.05, c)[0]
               for k, c in ((jax.random.PRNGKey(5), config), (jax.random.PRNGKey(0), full_config))]
@@ -192,10 +198,10 @@ def test_backward_subset_is_unbiased():
 def test_inner_steps_lower_the_inner_loss():
     model, variables, psi, x_real, onehot, config = _tiny_problem()
     config = config._replace(n_inner=15)
-    x_s, y_s = R.support_set(psi, jax.random.PRNGKey(0), config)
-    tangent, trace = R.solve_inner(variables, x_s, y_s, 0.05, 4, 1e-2, config)
+    support = R.support_set(psi, jax.random.PRNGKey(0), config)
+    tangent, trace = R.solve_inner(variables, support, 0.05, 4, 1e-2, config)
     assert float(trace[-1]) < float(trace[0])
-    assert float(R.inner_loss(tangent, x_s, y_s, variables, 0.05, 4, config)) == pytest.approx(
+    assert float(R.inner_loss(tangent, support, variables, 0.05, 4, config)) == pytest.approx(
         float(trace[-1]), rel=1e-5)
 
 
@@ -264,11 +270,12 @@ def test_beats_random_and_herding_on_digits():
     X_tr, X_te = scaler.transform(X_tr), scaler.transform(X_te)
     common = dict(n_eval_models=4, eval_steps=300, eval_model=ConvNet(width=16, depth=2),
                   random_state=0)
-    for ipc, margin in ((1, 0.05), (10, 0.015)):
-        rcig = RCIGDistiller(ipc=ipc, n_steps=200, batch_size=256, learning_rate=1e-2,
+    for ipc, n_steps, margin in ((1, 100, 0.05), (10, 50, 0.015)):
+        rcig = RCIGDistiller(ipc=ipc, n_steps=n_steps, batch_size=256, learning_rate=1e-2,
                              model=ConvNet(width=16, depth=2, activation="softplus"),
-                             pool_size=4, max_online_steps=30, online_learning_rate=1e-3,
-                             n_inner=10, n_hinv=10, **common).fit(X_tr, y_tr)
+                             pool_size=4, max_online_steps=30, online_steps=5,
+                             online_learning_rate=1e-3, n_inner=5, n_hinv=5,
+                             **common).fit(X_tr, y_tr)
         acc = rcig.score(X_te, y_te)
         rand = RandomDistiller(ipc=ipc, **common).fit(X_tr, y_tr).score(X_te, y_te)
         herd = HerdingDistiller(ipc=ipc, **common).fit(X_tr, y_tr).score(X_te, y_te)

@@ -66,6 +66,9 @@ __all__ = ["RCIGDistiller"]
 _START_INNER_LR, _START_HINV_LR = 1e-5, 5e-5
 _GROW, _BACK_OFF, _MAX_PROBES = 1.2, 0.7, 80
 _ADAPT_EVERY, _FAIL_SHARE, _STABLE_SHARE, _SHRINK, _EXPAND = 50, 0.29, 0.7, 0.9, 1.05
+# Unroll the fixed-length inner and Hessian-inverse loops, and the pool's online steps, inside the
+# jitted step (see _adam_inner).
+_UNROLL = True
 
 
 class _Config(NamedTuple):
@@ -78,19 +81,19 @@ class _Config(NamedTuple):
     n_inner: int
     n_hinv: int
     hinv_solver: str
+    online_steps: int
     n_backward_subset: Optional[int]
     clip_implicit: bool
     precision: str
 
 
-def hyperparameters(learning_rate, temperature_learning_rate, l2, max_online_steps, online_steps,
+def hyperparameters(learning_rate, temperature_learning_rate, l2, max_online_steps,
                     online_learning_rate):
     """The traced hyperparameters of the meta-step."""
     return {"learning_rate": jnp.asarray(learning_rate, jnp.float32),
             "temperature_learning_rate": jnp.asarray(temperature_learning_rate, jnp.float32),
             "l2": jnp.asarray(l2, jnp.float32),
             "max_online_steps": jnp.asarray(max_online_steps, jnp.int32),
-            "online_steps": jnp.asarray(online_steps, jnp.int32),
             "online_learning_rate": jnp.asarray(online_learning_rate, jnp.float32)}
 
 
@@ -111,21 +114,56 @@ def _mask_tangent(tangent):
     return {**tangent, "head": {**tangent["head"], "kernel": jnp.zeros_like(tangent["head"]["kernel"])}}
 
 
-def linearised(model, variables, tangent, x):
+def _network(model, variables, params, x):
+    """Penultimate features and logits of the network, in inference mode."""
+    features = model.apply({**variables, "params": params}, x, train=False, return_features=True)
+    return features, features @ params["head"]["kernel"] + params["head"]["bias"]
+
+
+def _block_outputs(model, variables, tangent, x):
+    base = jax.lax.stop_gradient(variables["params"])
+    (features, _), (_, tangent_out) = jax.jvp(lambda p: _network(model, variables, p, x),
+                                              (base,), (_mask_tangent(tangent),))
+    return features, tangent_out
+
+
+def _scale_gradient(value, scale):
+    """``value`` itself, with every gradient through it multiplied by ``scale``."""
+    frozen = jax.lax.stop_gradient(value)
+    return frozen + scale * (value - frozen)
+
+
+def linearised(model, variables, tangent, x, mode="outer"):
     r"""Base features :math:`h_{\theta_0}(x)` and tangent output :math:`J_{\theta_0} f(x)\Delta`.
 
     One forward-mode pass (``jax.jvp``) through the network at the base parameters, which carry
-    no gradient; batch norm, if any, runs in inference mode.
+    no gradient; batch norm, if any, runs in inference mode. ``x`` is an array or a
+    :class:`Support`, whose blocks are separate calls so that the backward pass keeps only what
+    each block needs:
+
+    * ``mode="outer"``: every gradient (to the rows and to :math:`\Delta`) flows through the
+      live blocks only, scaled by ``support.scale``; the other rows are constants;
+    * ``mode="inner"``: gradients to :math:`\Delta` flow through every row (the Hessian stays
+      exact) and gradients to the rows through the live blocks only, scaled.
     """
-    base = jax.lax.stop_gradient(variables["params"])
-
-    def network(params):
-        features = model.apply({**variables, "params": params}, x, train=False,
-                               return_features=True)
-        return features, features @ params["head"]["kernel"] + params["head"]["bias"]
-
-    (features, _), (_, tangent_out) = jax.jvp(network, (base,), (_mask_tangent(tangent),))
-    return features, tangent_out
+    if not isinstance(x, Support):
+        return _block_outputs(model, variables, tangent, x)
+    outputs = []
+    for block, live in zip(x.blocks, x.live):
+        if x.scale == 1.0:
+            outputs.append(_block_outputs(model, variables, tangent, block))
+        elif mode == "inner":
+            block = _scale_gradient(block, x.scale) if live else jax.lax.stop_gradient(block)
+            outputs.append(_block_outputs(model, variables, tangent, block))
+        elif live:
+            out = _block_outputs(model, variables, tangent, block)
+            outputs.append(jax.tree.map(lambda v: _scale_gradient(v, x.scale), out))
+        else:
+            outputs.append(jax.lax.stop_gradient(_block_outputs(
+                model, variables, tangent, jax.lax.stop_gradient(block))))
+    if len(outputs) == 1:
+        return outputs[0]
+    return tuple(jnp.concatenate(parts) for parts in zip(*outputs))
 
 
 def _ridge(l2, n_rows):
@@ -140,35 +178,55 @@ def _flip_images(x):
     return jnp.flip(x, axis=2)  # NHWC: mirror the width axis
 
 
+class Support(NamedTuple):
+    """The synthetic set as the losses see it (:func:`support_set`).
+
+    Attributes
+    ----------
+    blocks : tuple of arrays
+        Rows, in the order of ``y``: the live rows, the others, then their mirror images.
+    y : array of shape (n_rows, n_classes)
+    live : tuple of bool
+        Whether each block carries gradients to the synthetic set.
+    scale : float
+        The gradient scale of the live rows, :math:`n/b` (1 without subsampling).
+    """
+
+    blocks: tuple
+    y: Any
+    live: tuple
+    scale: float
+
+
 def support_set(psi, key, config):
-    r"""The synthetic rows and labels as the losses see them.
+    r"""The synthetic rows and labels as the losses see them (a :class:`Support`).
 
     Labels carry no gradient unless learned; for RGB images the mirrored copies join as extra
-    rows (``flip``). With ``n_backward_subset = b`` only ``b`` random rows of the ``n`` carry a
-    gradient, scaled by :math:`n/b` -- an unbiased estimate of the full gradient whose backward
-    pass touches ``b`` rows only (values are unchanged). The rows come back permuted, which the
-    losses do not depend on.
+    rows (``flip``). With ``n_backward_subset = b`` a random subset of ``b`` of the ``n`` rows is
+    *live*: only they carry gradients, scaled by :math:`n/b`, so that the estimate of the full
+    gradient is unbiased while the backward pass runs through ``b`` rows (values are
+    unchanged; see :func:`linearised`). The rows come back permuted, which the losses do not
+    depend on.
     """
     x, y = psi["x"], psi["y"]
     if not config.learn_labels:
         y = jax.lax.stop_gradient(y)
     n, b = x.shape[0], config.n_backward_subset
+    blocks, live, scale = (x,), (True,), 1.0
     if b is not None and b < n:
         order = jax.random.permutation(key, n)
-        live, rest = x[order[:b]], jax.lax.stop_gradient(x[order[b:]])
-        frozen = jax.lax.stop_gradient(live)
-        live = frozen + (n / b) * (live - frozen)  # same value, gradient scaled by n / b
-        x, y = jnp.concatenate([live, rest]), y[order]
+        blocks, live, scale = (x[order[:b]], x[order[b:]]), (True, False), n / b
+        y = y[order]
     if config.flip:
-        x = jnp.concatenate([x, _flip_images(x)])
+        blocks, live = blocks + tuple(_flip_images(block) for block in blocks), live + live
         y = jnp.concatenate([y, y])
-    return x, y
+    return Support(blocks, y, live, scale)
 
 
-def inner_loss(tangent, x_s, y_s, variables, l2, n_rows, config):
-    """RCIG's inner loss :math:`L_{\\text{in}}(\\Delta)` on the support set ``(x_s, y_s)``."""
-    features, offset = linearised(config.model, variables, tangent, x_s)
-    return _inner_objective(tangent, features, offset, y_s, l2, n_rows, config.precision)
+def inner_loss(tangent, support, variables, l2, n_rows, config):
+    """RCIG's inner loss :math:`L_{\\text{in}}(\\Delta)` on a :class:`Support`."""
+    features, offset = linearised(config.model, variables, tangent, support, mode="inner")
+    return _inner_objective(tangent, features, offset, support.y, l2, n_rows, config.precision)
 
 
 def _inner_objective(tangent, features, offset, y_s, l2, n_rows, precision):
@@ -187,9 +245,9 @@ def _inner_objective(tangent, features, offset, y_s, l2, n_rows, precision):
 
 def outer_loss(psi, tangent, variables, x_real, onehot_real, key, l2, config):
     r"""The Platt loss on a real batch and the label margin; returns ``(loss, (ce, accuracy))``."""
-    x_s, y_s = support_set(psi, key, config)
-    n_rows = psi["x"].shape[0]
-    feat_s, offset_s = linearised(config.model, variables, tangent, x_s)
+    support = support_set(psi, key, config)
+    y_s, n_rows = support.y, psi["x"].shape[0]
+    feat_s, offset_s = linearised(config.model, variables, tangent, support, mode="outer")
     feat_t, offset_t = linearised(config.model, variables, tangent,
                                   jax.lax.stop_gradient(x_real))
     alpha = _cholesky_solve(_gram(feat_s, feat_s, config.precision), y_s - offset_s,
@@ -220,25 +278,27 @@ def _adam_inner(tangent, features, tangent_map, y_s, l2, n_rows, learning_rate, 
         return optax.apply_updates(t, updates), opt_state, trace.at[i].set(value)
 
     trace = jnp.zeros(n_steps + 1, y_s.dtype)
+    # Unrolled: XLA's CPU backend runs convolutions inside while loops several times slower.
     tangent, _, trace = jax.lax.fori_loop(0, n_steps, body,
-                                          (tangent, optimizer.init(tangent), trace))
+                                          (tangent, optimizer.init(tangent), trace),
+                                          unroll=_UNROLL)
     return tangent, trace.at[n_steps].set(objective(tangent))
 
 
-def solve_inner(variables, x_s, y_s, l2, n_rows, learning_rate, config):
+def solve_inner(variables, support, l2, n_rows, learning_rate, config):
     """Approximate :math:`\\Delta^\\star` by ``n_inner`` Adam steps from zero (no outer gradient).
 
     The base features and the network's linearisation are computed once: the inner loss depends
     on :math:`\\Delta` only through the linear map :math:`\\Delta \\mapsto J_s\\Delta`.
     """
-    x_s, y_s = jax.lax.stop_gradient((x_s, y_s))
+    blocks, y_s = jax.lax.stop_gradient((support.blocks, support.y))
     base = jax.lax.stop_gradient(variables["params"])
     tangent = jax.tree.map(jnp.zeros_like, base)
 
     def network(params):
-        features = config.model.apply({**variables, "params": params}, x_s, train=False,
-                                      return_features=True)
-        return features, features @ params["head"]["kernel"] + params["head"]["bias"]
+        # Block by block, like the losses, so that XLA can share the forward passes.
+        outputs = [_network(config.model, variables, params, block) for block in blocks]
+        return tuple(jnp.concatenate(parts) for parts in zip(*outputs))
 
     (features, _), linear_map = jax.linearize(network, base)
     tangent_map = lambda t: linear_map(t)[1]  # noqa: E731 - the tangent output only
@@ -262,21 +322,21 @@ def meta_gradient_parts(psi, variables, x_real, onehot_real, key, inner_lr, hinv
     with respect to ``psi`` and ``aux`` holds ``"ce"``, ``"accuracy"``, ``"inner_trace"`` and
     ``"hinv_trace"``.
     """
-    support_key, implicit_key = jax.random.split(key)
+    support_key = key
     n_rows = psi["x"].shape[0]
-    x_s, y_s = support_set(psi, support_key, config)
-    tangent, inner_trace = solve_inner(variables, x_s, y_s, l2, n_rows, inner_lr, config)
+    tangent, inner_trace = solve_inner(variables, support_set(psi, support_key, config), l2,
+                                       n_rows, inner_lr, config)
     tangent = jax.lax.stop_gradient(tangent)
     (loss, (ce, accuracy)), (direct, g_tangent) = jax.value_and_grad(
         outer_loss, argnums=(0, 1), has_aux=True)(psi, tangent, variables, x_real, onehot_real,
                                                   support_key, l2, config)
 
     def optimality(t, psi_):
-        # The inner gradient; a fresh subset of rows carries the backward pass in psi.
-        xs, ys = support_set(psi_, implicit_key, config)
-        return jax.grad(inner_loss)(t, xs, ys, variables, l2, n_rows, config)
+        # The inner gradient, with the same live rows as the direct gradient.
+        support = support_set(psi_, support_key, config)
+        return jax.grad(inner_loss)(t, support, variables, l2, n_rows, config)
 
-    solver = _implicit.make_solver(config.hinv_solver, config.n_hinv, hinv_lr)
+    solver = _implicit.make_solver(config.hinv_solver, config.n_hinv, hinv_lr, unroll=_UNROLL)
     (implicit,), hinv_trace = _implicit.implicit_vjp(optimality, tangent, (psi,), g_tangent,
                                                      solver)
     if config.clip_implicit:
@@ -334,11 +394,12 @@ def _meta_step_impl(state, X_real, Y_real, hyper, config):
     if config.flip:
         x_pool = jnp.concatenate([x_pool, _flip_images(x_pool)])
         y_pool = jnp.concatenate([y_pool, y_pool])
-    n_online = jax.random.randint(count_key, (), 1, hyper["online_steps"] + 1)
+    n_online = jax.random.randint(count_key, (), 1, config.online_steps + 1)
     pool = _pool.online_update(
         pool, index, online_key, x_pool, y_pool, model=config.model,
         optimizer=_pool.pool_optimizer(hyper["online_learning_rate"]),
-        max_online_steps=hyper["max_online_steps"], keep=ok, n_steps=n_online)
+        max_online_steps=hyper["max_online_steps"], keep=ok, n_steps=n_online,
+        max_steps=config.online_steps if _UNROLL else None)
 
     # Learning-rate bookkeeping of the inner and Hessian-inverse solves.
     step = state["step"] + ok.astype(jnp.int32)
@@ -631,13 +692,12 @@ class RCIGDistiller(BaseDistiller):
         config = _Config(model=model, batch_size=min(int(self.batch_size), len(X)),
                          learn_labels=bool(self.learn_labels), flip=flip,
                          n_inner=int(self.n_inner), n_hinv=int(self.n_hinv),
-                         hinv_solver=self.hinv_solver,
+                         hinv_solver=self.hinv_solver, online_steps=int(self.online_steps),
                          n_backward_subset=(None if self.n_backward_subset is None
                                             else int(self.n_backward_subset)),
                          clip_implicit=bool(self.clip_implicit), precision=self.precision)
         hyper = hyperparameters(self.learning_rate, self.temperature_learning_rate, self.l2,
-                                self.max_online_steps, self.online_steps,
-                                self.online_learning_rate)
+                                self.max_online_steps, self.online_learning_rate)
 
         init_key, pool_key, loop_key = jax.random.split(key, 3)
         x_syn, y_syn = init_synthetic(init_key, X, y, n_classes, self.ipc, self.init)
@@ -688,7 +748,7 @@ def init_state(x_syn, y_syn, pool_key, loop_key, model, pool_size, max_online_st
            "log_temp": jnp.zeros((), jnp.float32)}
     pool = _init_pool_jit(pool_key, jnp.asarray(max_online_steps, jnp.int32), model,
                           tuple(x_syn.shape[1:]), int(pool_size))
-    opt_state = _optimizer(hyperparameters(1.0, 1.0, 1.0, 1, 1, 1.0)).init(psi)
+    opt_state = _optimizer(hyperparameters(1.0, 1.0, 1.0, 1, 1.0)).init(psi)
     return {**psi, "opt": opt_state, "pool": pool, "key": jnp.array(loop_key, copy=True),
             "ok": jnp.asarray(True), "step": jnp.zeros((), jnp.int32),
             "inner_lr": jnp.float32(_START_INNER_LR), "hinv_lr": jnp.float32(_START_HINV_LR),
