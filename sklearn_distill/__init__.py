@@ -21,6 +21,9 @@ from .evaluation import DistilledClassifier, EvaluationResult, NeuralNetClassifi
 from .io import SyntheticSet, load_synthetic_set, save_synthetic_set
 from .methods.coresets import HerdingDistiller, KCenterDistiller, RandomDistiller
 from .methods.frepo import FRePoDistiller
+from .methods.rcig import RCIGDistiller
+from .methods.translator import (KRRDistiller, PretrainedTranslator, Translator, TranslatorCache,
+                                 TranslatorDistiller, pretrain_translator)
 from .networks import MLP, ConvNet
 from .plotting import plot_label_heatmap, plot_learning_curve, plot_synthetic_images
 from .preprocessing import ImageStandardizer, ZCAWhitening
@@ -29,7 +32,9 @@ from .privacy import MembershipInferenceEvaluator, MembershipInferenceResult
 __all__ = [
     "BaseDistiller", "DistillationResult",
     "RandomDistiller", "HerdingDistiller", "KCenterDistiller",
-    "FRePoDistiller",
+    "FRePoDistiller", "RCIGDistiller",
+    "KRRDistiller", "TranslatorDistiller", "Translator", "PretrainedTranslator", "TranslatorCache",
+    "pretrain_translator",
     "NeuralNetClassifier", "DistilledClassifier", "EvaluationResult", "evaluate",
     "ConvNet", "MLP", "ImageAugmentation",
     "ZCAWhitening", "ImageStandardizer",

@@ -21,6 +21,22 @@ def _estimators():
     if hasattr(sd, "FRePoDistiller"):
         yield sd.FRePoDistiller(ipc=1, n_steps=2, batch_size=16, pool_size=2, max_online_steps=2,
                                 model=MLP(hidden_sizes=(8,)), random_state=0, **TINY_EVAL)
+    if hasattr(sd, "RaTBPTTDistiller"):
+        rat = sd.RaTBPTTDistiller(ipc=1, n_steps=2, window=1, unroll=2, batch_size=16,
+                                  model=MLP(hidden_sizes=(8,)), random_state=0, **TINY_EVAL)
+        yield rat
+        yield sd.BoostedDistiller(rat, block_ipc=1, n_blocks=2, beta=0.1, random_state=0)
+    if hasattr(sd, "RCIGDistiller"):
+        yield sd.RCIGDistiller(ipc=1, n_steps=2, batch_size=16, pool_size=2, online_steps=1,
+                               n_inner=2, n_hinv=2, inner_learning_rate=1e-3,
+                               hinv_learning_rate=1e-3, model=MLP(hidden_sizes=(8,)),
+                               random_state=0, **TINY_EVAL)
+    if hasattr(sd, "KRRDistiller"):
+        yield sd.KRRDistiller(ipc=1, n_steps=2, n_networks=2, batch_size=16,
+                              model=MLP(hidden_sizes=(8,)), random_state=0, **TINY_EVAL)
+        yield sd.TranslatorDistiller(ipc=1, translator=sd.Translator(width=4, depth=1), n_steps=2,
+                                     batch_size=16, adapt_steps=1, model=MLP(hidden_sizes=(8,)),
+                                     random_state=0, **TINY_EVAL)
 
 
 def _expected_failed_checks(estimator):

@@ -1,0 +1,266 @@
+"""Tests for KRRDistiller, the translator, its cache, pre-training and adaptation."""
+
+import pickle
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from sklearn.model_selection import train_test_split
+
+from sklearn_distill import (MLP, ConvNet, ImageStandardizer, KRRDistiller, PretrainedTranslator,
+                             RandomDistiller, Translator, TranslatorCache, TranslatorDistiller,
+                             load_digits_images, pretrain_translator)
+from sklearn_distill._jax import library_prng
+from sklearn_distill._training import centred_one_hot
+from sklearn_distill.evaluation import evaluate
+from sklearn_distill.methods import translator as T
+from sklearn_distill.networks import init_variables, with_num_classes
+
+TINY = ConvNet(width=8, depth=2)
+TINY_T = Translator(width=4, depth=1)
+CACHE = dict(c_min=2, c_max=4, max_images=8, n_real=64, n_steps=6, model=TINY, random_state=0)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    X, y = load_digits_images(return_X_y=True)
+    return X[:400], y[:400]
+
+
+@pytest.fixture(scope="module")
+def cache(digits, tmp_path_factory):
+    X, y = digits
+    return TranslatorCache(tmp_path_factory.mktemp("cache"), **CACHE).extend(X, y, n_tasks=4)
+
+
+def krr(**kw):
+    params = dict(ipc=1, n_steps=6, batch_size=128, model=TINY, log_every=2, n_eval_models=1,
+                  eval_steps=20, random_state=0)
+    params.update(kw)
+    return KRRDistiller(**params)
+
+
+def translated(**kw):
+    params = dict(ipc=1, translator=TINY_T, n_steps=6, batch_size=128, model=TINY, adapt_steps=0,
+                  log_every=2, n_eval_models=1, eval_steps=20, random_state=0)
+    params.update(kw)
+    return TranslatorDistiller(**params)
+
+
+# -- the KRR objective and the baseline ---------------------------------------------------------
+
+def test_padded_krr_loss_equals_numpy_closed_form():
+    model = with_num_classes(MLP(hidden_sizes=(16,)), 3)
+    variables = init_variables(model, jax.random.PRNGKey(0), (5,))
+    rng = np.random.default_rng(0)
+    x_s, x_t = rng.normal(size=(4, 5)), rng.normal(size=(9, 5))
+    y_s, y_t = rng.normal(size=(4, 2)), centred_one_hot(rng.integers(0, 2, 9), 2)
+    feats = lambda x: np.asarray(model.apply(variables, jnp.asarray(x, jnp.float32),  # noqa: E731
+                                             return_features=True), np.float64)
+    f_s, f_t = feats(x_s), feats(x_t)
+    lam = 1e-2 * np.trace(f_s @ f_s.T) / 4
+    w = f_s.T @ np.linalg.solve(f_s @ f_s.T + lam * np.eye(4), y_s)  # w* of Alg. 4
+    expected = 0.5 * np.sum((f_t @ w - y_t) ** 2) / 9
+    # Two zero rows and one zero label column of padding leave the loss unchanged.
+    x_pad = np.concatenate([x_s, np.zeros((2, 5))])
+    y_pad = np.zeros((6, 3))
+    y_pad[:4, :2] = y_s
+    y_t_pad = np.concatenate([y_t, np.zeros((9, 1))], axis=1)
+    mask = np.array([1, 1, 1, 1, 0, 0], np.float32)
+    loss = jax.jit(T.masked_krr_loss, static_argnums=0)(
+        model, variables, jnp.asarray(x_pad, jnp.float32), jnp.asarray(y_pad, jnp.float32),
+        jnp.asarray(mask), jnp.asarray(f_t, jnp.float32), jnp.asarray(y_t_pad, jnp.float32), 1e-2)
+    assert float(loss) == pytest.approx(expected, rel=1e-4)
+
+
+def test_krr_network_schedule(digits):
+    X, y = digits
+    one = krr(n_networks=1).fit(X, y)
+    every = krr().fit(X, y)  # R = T
+    three = krr(n_networks=4, learn_labels=False).fit(X, y)  # floor(6 / 4) = 1 step per network
+    assert one.n_networks_ == 1 and every.n_networks_ == 6 and three.n_iter_ == 4
+    assert one.n_iter_ == every.n_iter_ == 6 and one.history_["step"] == [2, 4, 6]
+    # One fixed network and target batch: the loss it minimises goes down step after step.
+    assert np.all(np.diff(one.history_["loss"]) < 0)
+    assert not np.allclose(one.synthetic_X_, every.synthetic_X_)
+    np.testing.assert_array_equal(three.synthetic_y_soft_, centred_one_hot(np.arange(10), 10))
+    assert not np.allclose(one.synthetic_y_soft_, three.synthetic_y_soft_)
+    assert one.synthetic_X_.shape == (10, 8, 8, 1) and one.synthetic_y_soft_.shape == (10, 10)
+    np.testing.assert_array_equal(krr(n_networks=1).fit(X, y).synthetic_X_, one.synthetic_X_)
+    clone = pickle.loads(pickle.dumps(one))
+    np.testing.assert_array_equal(clone.synthetic_X_, one.synthetic_X_)
+
+
+def test_krr_renews_the_network_every_floor_t_over_r_steps(digits):
+    X, y = digits
+    model = with_num_classes(TINY, 10)
+    x0, labels0 = X[:10], centred_one_hot(y[:10], 10)
+    key = jax.random.PRNGKey(3)
+    with library_prng():
+        first = T._init_network(model, jax.random.split(key)[0], (8, 8, 1))
+        kw = dict(model=model, batch_size=128, learning_rate=1e-2, ridge=1e-6, learn_labels=True,
+                  log_every=3)
+        args = (X, centred_one_hot(y, 10), x0, labels0, np.ones(10, np.float32), key)
+        _, _, single = T._krr_run(*args, n_networks=1, steps_per_network=3, **kw)
+        _, _, two = T._krr_run(*args, n_networks=2, steps_per_network=3, **kw)
+    same = jax.tree.map(np.array_equal, jax.device_get(single.state["net"]), jax.device_get(first))
+    assert all(jax.tree.leaves(same))
+    for layer in ("conv_0", "conv_1"):  # (the biases start at zero in every network)
+        assert not np.array_equal(two.state["net"]["params"][layer]["kernel"],
+                                  first["params"][layer]["kernel"])
+
+
+# -- the translator -------------------------------------------------------------------------------
+
+def test_untrained_translator_is_the_identity(digits):
+    net = Translator(width=4, depth=2)
+    with library_prng():  # as the library traces it (much faster to compile on CPU)
+        for shape in ((7, 7, 3), (1, 1, 5)):  # odd sizes; tabular rows as 1x1 images
+            x = jax.random.normal(jax.random.PRNGKey(0), (3,) + shape)
+            variables = jax.jit(net.init)(jax.random.PRNGKey(1), x)
+            np.testing.assert_array_equal(np.asarray(jax.jit(net.apply)(variables, x)),
+                                          np.asarray(x))
+    X, y = digits
+    fitted = translated().fit(X, y)  # no pre-training, no adaptation: the single-network set
+    np.testing.assert_array_equal(fitted.synthetic_X_, fitted.single_network_X_)
+    assert fitted.translator_.metadata["trained_steps"] == 0 and fitted.adaptation_ is None
+
+
+def test_translator_save_load_other_resolution_and_channels(tmp_path, digits):
+    rng = np.random.default_rng(0)
+    t = PretrainedTranslator.identity(TINY_T, channels=1, random_state=0)
+    # Perturb the zero-initialised output layer so that the map is not the identity.
+    t.params["out"]["kernel"] = rng.normal(size=t.params["out"]["kernel"].shape).astype(np.float32)
+    path = t.save(tmp_path / "translator")
+    assert path.endswith(".npz")
+    with np.load(path, allow_pickle=False) as data:  # plain arrays and a JSON block
+        assert "__meta__" in data.files
+    loaded = PretrainedTranslator.load(path)
+    x8, x16 = rng.normal(size=(2, 8, 8, 1)), rng.normal(size=(2, 16, 16))
+    np.testing.assert_array_equal(loaded.translate(x8), t.translate(x8))
+    assert not np.allclose(loaded.translate(x8), x8)
+    assert loaded.translate(x16).shape == (2, 16, 16)  # fully convolutional: any resolution
+    assert "Translator(width=4, depth=1)" in repr(loaded)
+    with pytest.raises(ValueError, match="X.*1 channel.*3"):
+        loaded.translate(rng.normal(size=(2, 8, 8, 3)))
+    X, y = digits
+    by_path = translated(translator=path).fit(X, y)
+    by_object = translated(translator=loaded).fit(X, y)
+    np.testing.assert_array_equal(by_path.synthetic_X_, by_object.synthetic_X_)
+    np.testing.assert_array_equal(by_path.synthetic_X_,
+                                  loaded.translate(by_path.single_network_X_))
+    with pytest.raises(ValueError, match="translator.*1 channel"):
+        translated(translator=loaded).fit(np.repeat(X.reshape(-1, 8, 8, 1), 3, axis=-1), y)
+    with pytest.raises(ValueError, match="not a saved translator"):
+        np.savez(tmp_path / "other.npz", a=np.zeros(2))
+        PretrainedTranslator.load(tmp_path / "other.npz")
+
+
+# -- stage 1: the cache ---------------------------------------------------------------------------
+
+def test_cache_round_trips_resumes_and_checks_its_configuration(cache, digits, tmp_path, monkeypatch):
+    X, y = digits
+    tasks = cache.tasks()
+    assert [t.index for t in tasks] == [0, 1, 2, 3]
+    for t in tasks:
+        assert 2 <= len(t.classes) <= 4 and len(t.X) == len(t.classes) * t.ipc <= 8
+        assert t.labels.shape == (len(t.X), len(t.classes)) and len(t.rows) == 64
+        assert set(np.unique(y[t.rows])) <= set(t.classes)
+        assert t.loss_last < t.loss_first  # each single-network distillation lowers its loss
+    reopened = TranslatorCache.open(cache.directory)
+    assert reopened.config == cache.config and len(reopened) == 4
+    np.testing.assert_array_equal(reopened[2].X, tasks[2].X)
+    # Extending computes only the missing sub-tasks, and they equal those of a one-go build
+    # (run in parallel here): every sub-task depends on the seed and its index only.
+    extended = TranslatorCache(tmp_path / "ext", **CACHE)
+    extended.extend(X, y, n_tasks=2)
+    calls = []
+    real_task = T._cache_task
+    monkeypatch.setattr(T, "_cache_task", lambda i, *a: calls.append(i) or real_task(i, *a))
+    extended.extend(X, y, n_tasks=4, n_jobs=2)
+    assert sorted(calls) == [2, 3] and len(extended) == 4
+    extended.extend(X, y, n_tasks=4)
+    assert sorted(calls) == [2, 3]  # nothing left to compute
+    for a, b in zip(extended.tasks(), tasks):
+        np.testing.assert_array_equal(a.rows, b.rows)
+        np.testing.assert_allclose(a.X, b.X, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="another configuration.*n_steps"):
+        TranslatorCache(cache.directory, **{**CACHE, "n_steps": 7})
+    with pytest.raises(ValueError, match="other data"):
+        TranslatorCache.open(cache.directory).extend(X[:300], y[:300], n_tasks=5)
+    with pytest.raises(ValueError, match="c_min"):
+        TranslatorCache(tmp_path / "bad", **{**CACHE, "c_min": 5})
+    with pytest.raises(ValueError, match="c_max.*classes"):
+        TranslatorCache(tmp_path / "bad", **{**CACHE, "c_max": 11, "max_images": 20}).extend(
+            X, y, n_tasks=1)
+    with pytest.raises(ValueError, match="max_images"):
+        TranslatorCache(tmp_path / "bad", **{**CACHE, "max_images": 1})
+
+
+# -- stages 2 and 3 --------------------------------------------------------------------------------
+
+def test_pretraining_lowers_its_loss_and_continues(cache, digits):
+    X, y = digits
+    pre = pretrain_translator(cache, X, y, translator=TINY_T, n_steps=30, learning_rate=3e-3,
+                              tasks_per_step=2, n_eval=4, log_every=10, random_state=0)
+    record = pre.metadata["pretraining"][0]
+    assert record["steps"] == 30 and record["n_tasks"] == 4
+    assert record["validation_loss_after"] < record["validation_loss_before"]
+    assert not np.allclose(pre.params["out"]["kernel"], 0)  # no longer the identity
+    more = pretrain_translator(cache.directory, X, y, translator=pre, n_steps=2, tasks_per_step=2,
+                               n_eval=0, random_state=1)
+    assert more.metadata["trained_steps"] == 32 and len(more.metadata["pretraining"]) == 2
+    with pytest.raises(ValueError, match="other data"):
+        pretrain_translator(cache, X[:100], y[:100], n_steps=1)
+
+
+def test_adaptation_lowers_its_loss_and_serves_other_ipc(digits):
+    X, y = digits
+    fitted = translated(adapt_ipc=(1, 2), adapt_steps=30, adapt_learning_rate=3e-3).fit(X, y)
+    record = fitted.adaptation_
+    assert record["steps"] == 30 and record["adapt_ipc"] == [1, 2]
+    assert record["validation_loss_after"] < record["validation_loss_before"]
+    assert not np.allclose(fitted.synthetic_X_, fitted.single_network_X_)
+    assert fitted.translator_.metadata["trained_steps"] == 30
+    assert all(isinstance(a, np.ndarray) for a in jax.tree.leaves(fitted.translator_.params))
+    # The adapted translator at an ipc it was not adapted at, without further adaptation.
+    other = translated(ipc=3, translator=fitted.translator_).fit(X, y)
+    np.testing.assert_allclose(other.synthetic_X_,
+                               fitted.translator_.translate(other.single_network_X_), atol=1e-6)
+    assert other.synthetic_X_.shape == (30, 8, 8, 1)
+    clone = pickle.loads(pickle.dumps(fitted))
+    np.testing.assert_array_equal(clone.synthetic_X_, fitted.synthetic_X_)
+
+
+@pytest.mark.parametrize("make, match", [
+    (lambda: krr(ipc=100), "ipc"),
+    (lambda: krr(n_networks=7), "n_networks"),
+    (lambda: krr(ridge=-1.0), "ridge"),
+    (lambda: translated(adapt_steps=1, adapt_ipc=(1, 100)), "adapt_ipc"),
+    (lambda: translated(adapt_steps=1, adapt_ipc=(0,)), "adapt_ipc"),
+    (lambda: translated(translator=3), "translator"),
+    (lambda: translated(translator=PretrainedTranslator.identity(TINY_T, channels=3)), "translator"),
+])
+def test_bad_parameters(digits, make, match):
+    X, y = digits
+    with pytest.raises(ValueError, match=match):
+        make().fit(X, y)
+
+
+def test_translated_set_beats_single_network_and_random_on_digits():
+    X, y = load_digits_images(return_X_y=True)
+    X_tr, X_te, y_tr, y_te = train_test_split(X, y, test_size=0.4, stratify=y, random_state=0)
+    scaler = ImageStandardizer().fit(X_tr)
+    X_tr, X_te = scaler.transform(X_tr), scaler.transform(X_te)
+    model = ConvNet(width=16, depth=2)
+    common = dict(n_eval_models=4, eval_steps=300, eval_model=model, random_state=0)
+    fitted = TranslatorDistiller(ipc=1, translator=Translator(width=16, depth=2), n_steps=100,
+                                 batch_size=512, adapt_steps=100, model=model,
+                                 **common).fit(X_tr, y_tr)
+    acc = fitted.score(X_te, y_te)
+    single = evaluate(fitted.single_network_X_, fitted.synthetic_y_, X_te, y_te,
+                      soft_labels=fitted.synthetic_y_soft_, n_models=4, model=model, n_steps=300,
+                      random_state=1).mean
+    rand = RandomDistiller(ipc=1, **common).fit(X_tr, y_tr).score(X_te, y_te)
+    assert acc > single + 0.01 and acc > rand + 0.1, (acc, single, rand)  # 76.5, 73.7, 59.6
