@@ -170,16 +170,18 @@ def step_cost(width, n_syn, n_inner, n_hinv, subset, repeats, batch=256, shape=(
 def cost(args):
     by_inner, by_hinv, memory = [], [], []
     for n in args.inner_values:
-        r = step_cost(args.width, args.n_syn, n, args.fixed, None, args.repeats)
+        r = step_cost(args.width, args.n_syn, n, args.fixed, None, args.repeats,
+                      batch=args.cost_batch)
         print(json.dumps(r), flush=True)
         by_inner.append(r)
     for n in args.inner_values:
-        r = step_cost(args.width, args.n_syn, args.fixed, n, None, args.repeats)
+        r = step_cost(args.width, args.n_syn, args.fixed, n, None, args.repeats,
+                      batch=args.cost_batch)
         print(json.dumps(r), flush=True)
         by_hinv.append(r)
     for subset in [None] + args.subsets:
         r = step_cost(args.width, args.memory_n_syn, args.fixed, args.fixed, subset,
-                      args.repeats, run=False)
+                      args.repeats, batch=args.cost_batch, run=False)
         print(json.dumps(r), flush=True)
         memory.append(r)
 
@@ -197,7 +199,7 @@ def cost(args):
            "by_n_inner": by_inner, "by_n_hinv": by_hinv, "memory": memory, "linear_fits": fits}
     lines = [f"RCIG meta-step cost on MNIST-shaped random data (28x28x1, 10 classes), ConvNet "
              f"width {args.width} (doubling, softplus), {args.n_syn} synthetic images, real batch "
-             f"256, pool 4; {machine_summary(out['machine'])}.", "",
+             f"{args.cost_batch}, pool 4, online steps up to 15; {machine_summary(out['machine'])}.", "",
              f"Time against n_inner (n_hinv = {args.fixed}) and n_hinv (n_inner = {args.fixed}); "
              f"median of {args.repeats} steps:", "",
              "| steps | ms/step vs n_inner | ms/step vs n_hinv |", "|---|---|---|"]
@@ -250,6 +252,7 @@ def main(argv=None):
     p.add_argument("--memory-n-syn", type=int, default=500)
     p.add_argument("--subsets", type=int, nargs="+", default=[200, 100, 50])
     p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--cost-batch", type=int, default=256, help="real rows per step in cost mode")
     args = p.parse_args(argv)
     cost(args) if args.cost else accuracy(args)
 

@@ -22,6 +22,7 @@ from .io import SyntheticSet, load_synthetic_set, save_synthetic_set
 from .methods.coresets import HerdingDistiller, KCenterDistiller, RandomDistiller
 from .methods.frepo import FRePoDistiller
 from .methods.rcig import RCIGDistiller
+from .methods.ratbptt import BoostedDistiller, RaTBPTTDistiller
 from .methods.translator import (KRRDistiller, PretrainedTranslator, Translator, TranslatorCache,
                                  TranslatorDistiller, pretrain_translator)
 from .networks import MLP, ConvNet
@@ -33,6 +34,7 @@ __all__ = [
     "BaseDistiller", "DistillationResult",
     "RandomDistiller", "HerdingDistiller", "KCenterDistiller",
     "FRePoDistiller", "RCIGDistiller",
+    "RaTBPTTDistiller", "BoostedDistiller",
     "KRRDistiller", "TranslatorDistiller", "Translator", "PretrainedTranslator", "TranslatorCache",
     "pretrain_translator",
     "NeuralNetClassifier", "DistilledClassifier", "EvaluationResult", "evaluate",

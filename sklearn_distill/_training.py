@@ -45,7 +45,7 @@ import numpy as np
 __all__ = ["LoopResult", "run_loop", "select_tree", "tree_isfinite", "save_checkpoint",
            "load_checkpoint", "restore_state", "data_fingerprint", "init_synthetic",
            "centred_one_hot", "init_labels", "label_margin_loss", "prepend_warm_start",
-           "scale_rows"]
+           "scale_rows", "resolve_flip", "seed_description"]
 
 _INITS = ("real", "noise", "real+noise")
 
@@ -217,6 +217,29 @@ def tree_isfinite(tree):
 # --------------------------------------------------------------------------------------------
 
 _META = "__meta__"
+
+
+def resolve_flip(flip, sample_shape):
+    """Whether mirrored copies of the synthetic images are used, from a ``flip`` parameter.
+
+    ``"auto"``: for RGB (3-channel) images only; never for tabular rows, where ``flip=True`` is an
+    error.
+    """
+    if len(sample_shape) == 1:
+        if flip is True:
+            raise ValueError("`flip`=True needs images; the data is tabular (2-D rows without "
+                             "`image_shape`). Use flip='auto' or False.")
+        return False
+    if flip == "auto":
+        return sample_shape[-1] == 3
+    return bool(flip)
+
+
+def seed_description(random_state):
+    """A JSON-able description of ``random_state`` for checkpoint configurations."""
+    if isinstance(random_state, (int, np.integer)) and not isinstance(random_state, bool):
+        return int(random_state)
+    return repr(random_state if random_state is None else type(random_state).__name__)
 
 
 def data_fingerprint(*arrays):

@@ -35,8 +35,8 @@ from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 
 from .. import _pool
 from .._training import (centred_one_hot, data_fingerprint, init_labels, init_synthetic,
-                         label_margin_loss, prepend_warm_start, restore_state, run_loop,
-                         scale_rows, select_tree, tree_isfinite)
+                         label_margin_loss, prepend_warm_start, resolve_flip, restore_state,
+                         run_loop, scale_rows, seed_description, select_tree, tree_isfinite)
 from ..base import BaseDistiller, DistillationResult
 from ..kernels import feature_regression_loss
 from ..networks import MLP, ConvNet, with_num_classes
@@ -392,20 +392,9 @@ class FRePoDistiller(BaseDistiller):
                              f"jax.Device; got {self.devices!r}.")
         return devices
 
-    def _resolve_flip(self, sample_shape):
-        if len(sample_shape) == 1:
-            if self.flip is True:
-                raise ValueError("`flip`=True needs images; the data is tabular (2-D rows without "
-                                 "`image_shape`). Use flip='auto' or False.")
-            return False
-        if self.flip == "auto":
-            return sample_shape[-1] == 3
-        return bool(self.flip)
-
     def _checkpoint_config(self, X, y, flip, warm_start=None):
         model = self._distill_model(X.shape[1:])
-        seed = self.random_state if isinstance(self.random_state, Integral) else repr(
-            self.random_state if self.random_state is None else type(self.random_state).__name__)
+        seed = seed_description(self.random_state)
         return {"method": "FRePo", "ipc": int(self.ipc), "n_steps": int(self.n_steps),
                 "learning_rate": float(self.learning_rate), "batch_size": int(self.batch_size),
                 "learn_labels": bool(self.learn_labels), "flip": bool(flip), "init": self.init,
@@ -426,7 +415,7 @@ class FRePoDistiller(BaseDistiller):
         n_classes = len(self.classes_)
         sample_shape = tuple(X.shape[1:])
         devices = self._resolve_devices()
-        flip = self._resolve_flip(sample_shape)
+        flip = resolve_flip(self.flip, sample_shape)
         model = with_num_classes(self._distill_model(sample_shape), n_classes)
 
         batch_size = min(int(self.batch_size), len(X))

@@ -51,8 +51,9 @@ import optax
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 
 from .. import _implicit, _pool
-from .._training import (data_fingerprint, init_labels, init_synthetic, label_margin_loss, prepend_warm_start, restore_state, run_loop,
-                         scale_rows, select_tree, tree_isfinite)
+from .._training import (data_fingerprint, init_labels, init_synthetic, label_margin_loss,
+                         prepend_warm_start, resolve_flip, restore_state, run_loop, scale_rows,
+                         seed_description, select_tree, tree_isfinite)
 from ..base import BaseDistiller, DistillationResult
 from ..kernels import _check_precision, _cholesky_solve
 from ..networks import MLP, ConvNet, with_num_classes
@@ -655,19 +656,8 @@ class RCIGDistiller(BaseDistiller):
             return self.model.clone(activation="relu", parent=None)
         return super()._eval_model()
 
-    def _resolve_flip(self, sample_shape):
-        if len(sample_shape) == 1:
-            if self.flip is True:
-                raise ValueError("`flip`=True needs images; the data is tabular (2-D rows without "
-                                 "`image_shape`). Use flip='auto' or False.")
-            return False
-        if self.flip == "auto":
-            return sample_shape[-1] == 3
-        return bool(self.flip)
-
     def _checkpoint_config(self, X, y, flip, model, warm_start):
-        seed = self.random_state if isinstance(self.random_state, Integral) else repr(
-            self.random_state if self.random_state is None else type(self.random_state).__name__)
+        seed = seed_description(self.random_state)
         params = {k: v for k, v in self.get_params().items()
                   if k not in ("checkpoint", "checkpoint_every", "log_every", "verbose",
                                "n_eval_models", "eval_steps", "eval_model", "model",
@@ -683,7 +673,7 @@ class RCIGDistiller(BaseDistiller):
     def _distill(self, X, y, key, warm_start=None):
         n_classes = len(self.classes_)
         sample_shape = tuple(X.shape[1:])
-        flip = self._resolve_flip(sample_shape)
+        flip = resolve_flip(self.flip, sample_shape)
         model = with_num_classes(self._distill_model(sample_shape), n_classes)
         n_syn = n_classes * self.ipc + (0 if warm_start is None else len(warm_start.X))
         if self.n_backward_subset is not None and self.n_backward_subset > n_syn:

@@ -1,0 +1,1000 @@
+r"""RaT-BPTT and Boost-DD: dataset distillation by random truncated backpropagation through time.
+
+Feng, Vedantam & Kempe, "Embarrassingly Simple Dataset Distillation", ICLR 2024
+(https://arxiv.org/abs/2311.07025).
+
+Dataset distillation as the bilevel problem it is: train a freshly initialised network on the
+synthetic set :math:`(X_s, Y_s)` for :math:`N` steps of Adam, score the trained network
+:math:`\theta_N` on real data, and differentiate that score with respect to the synthetic set
+through the inner training:
+
+.. math::
+
+    \min_{X_s, Y_s} \; \mathcal{L}_{\text{real}}\bigl(\theta_N(X_s, Y_s)\bigr), \qquad
+    \theta_{i+1} = \operatorname{Adam}\bigl(\theta_i,
+        \nabla_\theta \ell(\theta_i; \mathcal{A}_i(X_s^{(i)}), Y_s^{(i)})\bigr),
+
+where :math:`X_s^{(i)}` is a class-balanced minibatch of the synthetic set and :math:`\mathcal{A}_i`
+a random differentiable augmentation. Each meta-step draws the unroll length :math:`N` uniformly
+from :math:`[M, T]` (``window`` :math:`M`, ``unroll`` :math:`T`) and backpropagates only through the
+last :math:`M` inner steps: the first :math:`N - M` steps run without gradient, and the network and
+its Adam state are carried across the boundary. The random end point covers the whole trajectory
+over many meta-steps while each gradient stays as cheap and as stable as an :math:`M`-step one.
+
+The backpropagated window is a :func:`jax.lax.scan` whose body is wrapped in :func:`jax.checkpoint`:
+the backward pass keeps only the network and optimiser state of each of the :math:`M` steps and
+recomputes the activations, so memory grows with :math:`M` (times the parameter count) and not
+with the activations of every step. The gradient of the real-data loss with respect to
+:math:`\theta_N` is accumulated over chunks of the real batch, then pulled back through the
+window with one vector-Jacobian product.
+
+:class:`BoostedDistiller` is Boost-DD: it grows a synthetic set block by block, each new block
+distilled with the earlier ones in place and trained with their learning rate scaled by
+:math:`\beta`, so that every prefix of blocks is a good distilled set on its own.
+"""
+
+import copy
+import os
+from functools import partial
+from numbers import Integral, Real
+from typing import Any, NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from sklearn.base import clone
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted
+
+from .._training import (_key_data, data_fingerprint, init_synthetic, restore_state, run_loop,
+                         scale_rows, seed_description, select_tree, tree_isfinite)
+from .._validation import random_seed, validate_training_data
+from ..augment import ImageAugmentation
+from ..base import BaseDistiller, DistillationResult, WarmStart
+from ..evaluation import apply_network, predict_networks, train_step
+from ..networks import MLP, ConvNet, init_variables, with_num_classes
+
+__all__ = ["RaTBPTTDistiller", "BoostedDistiller", "hardness_weights"]
+
+# eps_root of the inner Adam: the square root of the second moment is differentiated, and it is
+# exactly zero for parameters without gradient (e.g. a convolution bias before instance norm).
+_EPS_ROOT = 1e-8
+# Decay of the moving average of the meta-gradient norm, and the clipping factor on it.
+_EMA_DECAY = 0.9
+_CLIP_FACTOR = 2.0
+
+
+class _Config(NamedTuple):
+    """Static configuration of the jitted meta-step (hashable: a jit static argument).
+
+    The numeric hyperparameters (the learning rates) travel as traced scalars and the unroll
+    length as a traced argument, so fits that differ only in them share one compilation.
+    """
+
+    model: Any
+    window: int
+    unroll: int
+    schedule: str
+    per_class: int
+    batch_size: int
+    chunk_size: int
+    augmentation: Optional[ImageAugmentation]
+    learn_labels: bool
+    remat: bool
+    hardness: bool
+
+
+def hyperparameters(n_steps, learning_rate, inner_learning_rate):
+    """The traced hyperparameters of the meta-step, as a dict of scalar arrays."""
+    return {"n_steps": jnp.asarray(n_steps, jnp.int32),
+            "learning_rate": jnp.asarray(learning_rate, jnp.float32),
+            "inner_learning_rate": jnp.asarray(inner_learning_rate, jnp.float32)}
+
+
+def inner_optimizer(learning_rate):
+    """Adam of the inner training (``eps_root`` keeps its square root differentiable at zero)."""
+    return optax.adam(learning_rate, eps_root=_EPS_ROOT)
+
+
+def _outer_optimizer(learning_rate):
+    return optax.adam(learning_rate)
+
+
+# --------------------------------------------------------------------------------------------
+# The inner training
+# --------------------------------------------------------------------------------------------
+
+def label_targets(labels, learn_labels):
+    """Targets of the inner cross-entropy: the softmax of learned label logits, else the labels."""
+    return jax.nn.softmax(labels, axis=-1) if learn_labels else labels
+
+
+def _sample_rows(key, class_rows, per_class):
+    """Class-balanced minibatch: ``per_class`` distinct rows of every class (flat row indices)."""
+    n_classes, n_per_class = class_rows.shape
+    if per_class >= n_per_class:
+        return class_rows.reshape(-1)
+    order = jnp.argsort(jax.random.uniform(key, (n_classes, n_per_class)), axis=1)[:, :per_class]
+    return jnp.take_along_axis(class_rows, order, axis=1).reshape(-1)
+
+
+def inner_step(config, inner_lr, x_syn, targets, class_rows, carry, key):
+    """One Adam step of the inner network on an augmented class-balanced synthetic minibatch.
+
+    ``carry`` is ``(variables, opt_state)``; returns the new carry and the minibatch loss.
+    """
+    variables, opt_state = carry
+    batch_key, aug_key = jax.random.split(key)
+    rows = _sample_rows(batch_key, class_rows, config.per_class)
+    xb, tb = x_syn[rows], targets[rows]
+    if config.augmentation is not None:
+        xb = config.augmentation(aug_key, xb)
+    variables, opt_state, loss = train_step(config.model, inner_optimizer(inner_lr), variables,
+                                            opt_state, xb, tb, "ce")
+    return (variables, opt_state), loss
+
+
+def init_network(config, key, sample_shape, inner_lr, dtype=jnp.float32):
+    """A freshly initialised inner network (in ``dtype``) and its Adam state."""
+    variables = jax.tree.map(lambda a: a.astype(dtype),
+                             init_variables(config.model, key, sample_shape))
+    return variables, inner_optimizer(inner_lr).init(variables["params"])
+
+
+def run_prefix(config, inner_lr, x_syn, targets, class_rows, carry, base_key, n):
+    """``n`` inner steps without gradient (a traced trip count), steps ``0..n-1`` of the unroll."""
+    x_syn, targets = jax.lax.stop_gradient((x_syn, targets))
+
+    def body(i, c):
+        return inner_step(config, inner_lr, x_syn, targets, class_rows, c,
+                          jax.random.fold_in(base_key, i))[0]
+
+    return jax.lax.fori_loop(0, n, body, carry)
+
+
+def run_window(config, inner_lr, x_syn, targets, class_rows, carry, base_key, start):
+    """The ``window`` backpropagated inner steps ``start..start+M-1``, as a rematerialised scan."""
+    keys = jax.vmap(lambda j: jax.random.fold_in(base_key, start + j))(jnp.arange(config.window))
+
+    def body(c, key):
+        return inner_step(config, inner_lr, x_syn, targets, class_rows, c, key)
+
+    if config.remat:
+        body = jax.checkpoint(body)
+    carry, losses = jax.lax.scan(body, carry, keys)
+    return carry, losses
+
+
+def _ce(model, variables, x, y_onehot):
+    logits, _ = apply_network(model, variables, x, False)
+    return optax.softmax_cross_entropy(logits, y_onehot)
+
+
+def real_loss_and_grad(config, variables, x_real, y_real):
+    """Mean cross-entropy on the real batch and its gradient w.r.t. the network variables.
+
+    The batch is processed in chunks of ``config.chunk_size`` rows (padded rows weigh zero), so
+    the activations of only one chunk are alive at a time.
+    """
+    n = x_real.shape[0]
+    chunk = config.chunk_size
+    if chunk >= n:
+        return jax.value_and_grad(lambda v: jnp.mean(_ce(config.model, v, x_real, y_real)))(variables)
+    n_chunks = -(-n // chunk)
+    pad = n_chunks * chunk - n
+    weights = jnp.concatenate([jnp.full((n,), 1.0 / n), jnp.zeros((pad,))])
+    xs = jnp.concatenate([x_real, jnp.zeros((pad,) + x_real.shape[1:], x_real.dtype)])
+    ys = jnp.concatenate([y_real, jnp.zeros((pad,) + y_real.shape[1:], y_real.dtype)])
+    xs = xs.reshape((n_chunks, chunk) + x_real.shape[1:])
+    ys = ys.reshape((n_chunks, chunk) + y_real.shape[1:])
+    weights = weights.reshape(n_chunks, chunk)
+
+    def body(acc, batch):
+        xc, yc, wc = batch
+        value, grad = jax.value_and_grad(
+            lambda v: jnp.sum(wc * _ce(config.model, v, xc, yc)))(variables)
+        return jax.tree.map(jnp.add, acc, (value, grad)), None
+
+    zero = (jnp.zeros((), jnp.float32), jax.tree.map(jnp.zeros_like, variables))
+    (value, grad), _ = jax.lax.scan(body, zero, (xs, ys, weights))
+    return value, grad
+
+
+def unroll_length(schedule, window, unroll, step, n_steps, seed):
+    """The unroll length N of meta-step ``step`` under the window schedule (drawn on the host).
+
+    ``"random"`` draws N uniformly from ``window..unroll`` with a NumPy generator seeded by
+    ``(seed, step)``, so N is a function of the run's key and the step alone (a resumed run
+    draws the same lengths) and the host never waits on the device for it.
+
+    Examples
+    --------
+    >>> [unroll_length("moving", 2, 6, s, 5, 0) for s in range(5)]
+    [2, 3, 4, 5, 6]
+    >>> unroll_length("fixed", 2, 6, 3, 5, 0)
+    6
+    """
+    if schedule == "fixed" or window == unroll:
+        return int(unroll)
+    if schedule == "moving":
+        frac = min(step, max(n_steps - 1, 1)) / max(n_steps - 1, 1)
+        return int(window + np.floor((unroll - window) * frac + 0.5))
+    return int(np.random.default_rng([int(seed), int(step)]).integers(window, unroll + 1))
+
+
+def _split(key):
+    """The keys of one meta-step: next state key, network init, inner batches, real batch."""
+    return jax.random.split(key, 4)
+
+
+def window_meta_gradient(config, hyper, synthetic, class_rows, x_real, y_real, carry, inner_key,
+                         start):
+    """Meta-loss and gradient w.r.t. ``synthetic`` backpropagated through the window only.
+
+    ``carry`` is the inner network and Adam state after ``start`` inner steps (no gradient flows
+    into it); the window runs inner steps ``start..start+window-1`` and the real-batch gradient
+    of the resulting network is pulled back through them with one vector-Jacobian product.
+    """
+    inner_lr = hyper["inner_learning_rate"]
+
+    def window_fn(syn):
+        tg = label_targets(syn["y"], config.learn_labels)
+        (variables, _), _ = run_window(config, inner_lr, syn["x"], tg, class_rows, carry,
+                                       inner_key, start)
+        return variables
+
+    variables, pullback = jax.vjp(window_fn, synthetic)
+    loss, grad_variables = real_loss_and_grad(config, variables, x_real, y_real)
+    (grads,) = pullback(grad_variables)
+    return loss, grads
+
+
+def truncated_meta_gradient(config, hyper, synthetic, class_rows, x_real, y_real, init_key,
+                            inner_key, n_unroll):
+    r"""The meta-loss and its gradient w.r.t. ``synthetic = {"x", "y"}`` for one unroll.
+
+    A network initialised from ``init_key`` trains ``n_unroll`` inner steps (step ``i`` uses
+    ``fold_in(inner_key, i)``); the first ``n_unroll - window`` run without gradient, the last
+    ``window`` are backpropagated. ``x_real`` (already augmented) and the one-hot ``y_real``
+    give the meta-loss. Returns ``(loss, grads)``.
+    """
+    inner_lr = hyper["inner_learning_rate"]
+    carry = init_network(config, init_key, synthetic["x"].shape[1:], inner_lr,
+                         synthetic["x"].dtype)
+    start = n_unroll - config.window
+    targets = label_targets(synthetic["y"], config.learn_labels)
+    carry = run_prefix(config, inner_lr, synthetic["x"], targets, class_rows, carry, inner_key,
+                       start)
+    return window_meta_gradient(config, hyper, synthetic, class_rows, x_real, y_real, carry,
+                                inner_key, start)
+
+
+def _real_batch(config, key, X_real, Y_real, weights):
+    n = X_real.shape[0]
+    batch_key, aug_key = jax.random.split(key)
+    if config.batch_size < n:
+        rows = jax.random.choice(batch_key, n, (config.batch_size,), replace=False, p=weights)
+        x, y = X_real[rows], Y_real[rows]
+    else:
+        x, y = X_real, Y_real
+    if config.augmentation is not None:
+        x = config.augmentation(aug_key, x)
+    return x, y
+
+
+def _meta_gradient(state, n_unroll, X_real, Y_real, class_rows, hyper, config, carry=None):
+    """Loss and gradient of one meta-step; ``carry`` is the network after a host-run prefix."""
+    key, init_key, inner_key, real_key = _split(state["key"])
+    x_real, y_real = _real_batch(config, real_key, X_real, Y_real,
+                                 state["weights"] if config.hardness else None)
+    synthetic = {"x": state["x"], "y": state["y"]}
+    if carry is None:
+        loss, grads = truncated_meta_gradient(config, hyper, synthetic, class_rows, x_real,
+                                              y_real, init_key, inner_key, n_unroll)
+    else:
+        loss, grads = window_meta_gradient(config, hyper, synthetic, class_rows, x_real, y_real,
+                                           carry, inner_key, n_unroll - config.window)
+    return loss, grads, key
+
+
+@partial(jax.jit, static_argnames=("config",))
+def meta_gradient(state, n_unroll, X_real, Y_real, class_rows, hyper, config):
+    """Meta-loss and gradient of the meta-step ``state`` is at, for unroll length ``n_unroll``."""
+    loss, grads, _ = _meta_gradient(state, n_unroll, X_real, Y_real, class_rows, hyper, config)
+    return loss, grads
+
+
+def clip_by_moving_norm(grads, ema):
+    """Clip ``grads`` at ``2 * ema`` and update the moving average of the gradient norm.
+
+    ``ema == 0`` means no average yet: nothing is clipped and the average starts at the norm.
+    The average follows the norm of the gradient actually applied (after clipping), so one
+    outlier does not raise the threshold for the next steps. Returns ``(grads, new_ema, norm)``.
+    """
+    norm = jnp.sqrt(sum(jnp.sum(jnp.square(g)) for g in jax.tree.leaves(grads)))
+    started = ema > 0
+    factor = jnp.where(started, jnp.minimum(1.0, _CLIP_FACTOR * ema / (norm + 1e-12)), 1.0)
+    grads = jax.tree.map(lambda g: g * factor.astype(g.dtype), grads)
+    applied = norm * factor
+    new_ema = jnp.where(started, _EMA_DECAY * ema + (1.0 - _EMA_DECAY) * applied, norm)
+    return grads, new_ema, norm
+
+
+def _meta_step_impl(state, n_unroll, X_real, Y_real, class_rows, row_scale, hyper, config,
+                    carry=None):
+    loss, grads, key = _meta_gradient(state, n_unroll, X_real, Y_real, class_rows, hyper, config,
+                                      carry)
+    if not config.learn_labels:
+        grads = {"x": grads["x"], "y": jnp.zeros_like(grads["y"])}
+    grads, ema, _ = clip_by_moving_norm(grads, state["ema"])
+    synthetic = {"x": state["x"], "y": state["y"]}
+    updates, opt_state = _outer_optimizer(hyper["learning_rate"]).update(grads, state["opt"],
+                                                                          synthetic)
+    # Boost-DD: earlier blocks train with their learning rate scaled (0 leaves them unchanged).
+    updates = scale_rows(updates, row_scale)
+    new = optax.apply_updates(synthetic, updates)
+    if not config.learn_labels:
+        new = {"x": new["x"], "y": synthetic["y"]}
+    ok = state["ok"] & jnp.isfinite(loss) & tree_isfinite(new)
+    new, opt_state, ema = select_tree(ok, (new, opt_state, ema),
+                                      (synthetic, state["opt"], state["ema"]))
+    out = {**state, "x": new["x"], "y": new["y"], "opt": opt_state, "ema": ema,
+           "key": jnp.where(ok, key, state["key"]), "ok": ok}
+    return out, jnp.where(ok, loss, jnp.nan)
+
+
+# The whole meta-step, prefix included (a device loop), or -- for the host-driven prefix -- the
+# window, the meta-gradient and the update after a prefix run step by step from Python.
+_meta_step = jax.jit(_meta_step_impl, static_argnames=("config",), donate_argnums=(0,))
+
+
+@partial(jax.jit, static_argnames=("config",))
+def _start_network(state, hyper, config):
+    _, init_key, _, _ = _split(state["key"])
+    return init_network(config, init_key, state["x"].shape[1:], hyper["inner_learning_rate"])
+
+
+@partial(jax.jit, static_argnames=("config",), donate_argnums=(0,))
+def _prefix_step(carry, state, i, class_rows, hyper, config):
+    """Inner step ``i`` of the no-gradient prefix (for the host-driven loop)."""
+    _, _, inner_key, _ = _split(state["key"])
+    targets = label_targets(state["y"], config.learn_labels)
+    return inner_step(config, hyper["inner_learning_rate"], state["x"], targets, class_rows,
+                      carry, jax.random.fold_in(inner_key, i))[0]
+
+
+def init_state(x_syn, labels, key, n_real=None):
+    """The RaT-BPTT state: synthetic set, labels, Adam state, gradient-norm average, key, step."""
+    synthetic = {"x": jnp.asarray(x_syn, jnp.float32), "y": jnp.asarray(labels, jnp.float32)}
+    state = {"x": synthetic["x"], "y": synthetic["y"],
+             "opt": _outer_optimizer(1.0).init(synthetic), "ema": jnp.zeros((), jnp.float32),
+             "key": jnp.array(key, copy=True), "ok": jnp.asarray(True)}
+    if n_real is not None:
+        state["weights"] = jnp.full((n_real,), 1.0 / n_real, jnp.float32)
+    return state
+
+
+# --------------------------------------------------------------------------------------------
+# Hardness sampler
+# --------------------------------------------------------------------------------------------
+
+def hardness_weights(n_wrong, n_models, floor=0.2):
+    r"""Sampling weights of real rows from how many of ``n_models`` networks misclassify them.
+
+    With hardness :math:`h = n_\text{wrong} / n_\text{models} \in [0, 1]` the weight is
+    :math:`w(h) = f + (1 - f)\,4h(1 - h)`: 1 at medium hardness, the ``floor`` :math:`f` for rows
+    every network gets right (the easiest) or wrong (the hardest, often atypical or mislabelled).
+    The weights are normalised to sum to one.
+
+    Examples
+    --------
+    >>> w = hardness_weights(np.array([0, 1, 2, 3, 4]), 4)
+    >>> [round(float(v), 2) for v in w / w.max()]
+    [0.2, 0.8, 1.0, 0.8, 0.2]
+    """
+    h = np.asarray(n_wrong, np.float64) / float(n_models)
+    w = floor + (1.0 - floor) * 4.0 * h * (1.0 - h)
+    return (w / w.sum()).astype(np.float32)
+
+
+@partial(jax.jit, static_argnames=("config", "n_models"))
+def _init_hardness_networks(key, x_syn, hyper, config, n_models):
+    keys = jax.random.split(key, n_models)
+    return jax.vmap(lambda k: init_network(config, k, x_syn.shape[1:],
+                                           hyper["inner_learning_rate"]))(keys)
+
+
+@partial(jax.jit, static_argnames=("config",), donate_argnums=(0,))
+def _hardness_train_step(carry, keys, x_syn, targets, class_rows, hyper, config):
+    def one(c, k):
+        return inner_step(config, hyper["inner_learning_rate"], x_syn, targets, class_rows, c, k)[0]
+
+    return jax.vmap(one)(carry, keys)
+
+
+def misclassification_counts(config, hyper, state, class_rows, X_real, y_real, key, n_models):
+    """Train ``n_models`` inner networks on the current synthetic set; count their errors per row.
+
+    Each network trains ``unroll`` inner steps (the longest unroll of the distillation); the
+    steps are dispatched from Python, the networks of a step run together under ``vmap``.
+    """
+    targets = label_targets(state["y"], config.learn_labels)
+    init_key, train_key = jax.random.split(key)
+    carry = _init_hardness_networks(init_key, state["x"], hyper, config, n_models)
+    for i in range(config.unroll):
+        keys = jax.random.split(jax.random.fold_in(train_key, i), n_models)
+        carry = _hardness_train_step(carry, keys, state["x"], targets, class_rows, hyper, config)
+    logits = predict_networks(config.model, carry[0], X_real)
+    return np.sum(np.argmax(logits, axis=2) != np.asarray(y_real)[None, :], axis=0)
+
+
+# --------------------------------------------------------------------------------------------
+# The estimator
+# --------------------------------------------------------------------------------------------
+
+def _label_logits(y, n_classes):
+    """Initial learned label logits: softmax puts 0.99 on the class."""
+    high = np.log(99.0 * (n_classes - 1))
+    return (np.eye(n_classes, dtype=np.float32)[np.asarray(y)] * high).astype(np.float32)
+
+
+def _unit_norm_noise(key, n, sample_shape):
+    """Gaussian samples, each scaled to unit Euclidean norm."""
+    rng = np.random.default_rng(np.asarray(_key_data(key)).ravel().tolist())
+    eps = rng.standard_normal((n,) + tuple(sample_shape))
+    norms = np.sqrt(np.sum(eps.reshape(n, -1) ** 2, axis=1)).reshape((n,) + (1,) * len(sample_shape))
+    return (eps / norms).astype(np.float32)
+
+
+class RaTBPTTDistiller(BaseDistiller):
+    r"""Dataset distillation by random truncated backpropagation through time (RaT-BPTT).
+
+    Learns ``ipc`` synthetic samples per class (and optionally their labels) by differentiating
+    the loss on real data of a network *trained on them*. Per meta-step:
+
+    1. initialise a fresh network (``model``) and draw an unroll length :math:`N` from the window
+       schedule, by default uniformly from :math:`[M, T]` (``window`` :math:`M`, ``unroll``
+       :math:`T`);
+    2. train it :math:`N` steps with Adam (``inner_learning_rate``) on class-balanced minibatches
+       of the synthetic set (``inner_batch_size``), randomly flipped (RGB only) and rotated;
+       the first :math:`N - M` steps run without gradient, the last :math:`M` are recorded (a
+       rematerialised :func:`jax.lax.scan`), and the network and its Adam state carry over;
+    3. compute the cross-entropy of the trained network on an augmented batch of
+       ``batch_size`` real rows and backpropagate it through the :math:`M` recorded steps to
+       the synthetic images (and label logits with ``learn_labels``);
+    4. clip the meta-gradient at twice a moving average (decay 0.9) of its norm and take an
+       Adam step (``learning_rate``) on the synthetic set.
+
+    Parameters
+    ----------
+    ipc : int, default=1
+        Synthetic samples per class.
+    n_steps : int, default=1000
+        Meta-steps. The paper runs tens of thousands on GPUs.
+    learning_rate : float, default=1e-3
+        Adam learning rate of the synthetic images (and label logits).
+    batch_size : int, default=256
+        Real rows per meta-step, drawn without replacement (capped at the data size).
+    window : int, default=20
+        :math:`M`, the inner steps backpropagated through; memory grows with it.
+    unroll : int, default=60
+        :math:`T`, the longest unroll. Must be at least ``window``.
+    schedule : {"random", "fixed", "moving"}, default="random"
+        Where the window ends: ``"random"``, :math:`N \sim U\{M, \dots, T\}` every meta-step
+        (RaT-BPTT); ``"fixed"``, always :math:`N = T` (plain truncated BPTT); ``"moving"``,
+        :math:`N` grows linearly from :math:`M` to :math:`T` over the run.
+    inner_learning_rate : float, default=1e-3
+        Adam learning rate of the inner network.
+    inner_batch_size : int or None, default=None
+        Synthetic rows per inner step, split equally over the classes (at least one per class);
+        ``None``: the whole synthetic set.
+    learn_labels : bool, default=False
+        Learn label logits along with the images; the inner loss is then the cross-entropy
+        against their softmax, which is what ``synthetic_y_soft_`` holds.
+    augment : {"auto", "none"}, ImageAugmentation or None, default="auto"
+        Differentiable augmentation of the synthetic minibatches and of the real batch.
+        ``"auto"``: random rotation by up to 15 degrees, plus a horizontal flip for RGB images
+        (mirrored digits are other symbols); ``"none"`` / ``None``: none. Tabular data is never
+        augmented.
+    init : {"noise", "real", "real+noise"}, default="noise"
+        Initial synthetic set: Gaussian noise with each sample scaled to unit norm (the paper's),
+        random real rows of each class, or real rows plus a little noise.
+    model : flax.linen.Module or None, default=None
+        The inner network. ``None``: the narrow ConvNet with instance norm,
+        ``ConvNet(width=128, depth=3, norm="instance")`` (depth 4 from 64 pixels), or
+        ``MLP(hidden_sizes=(256, 256))`` for tabular rows. Any network of
+        :mod:`sklearn_distill.networks` works (batch norm uses batch statistics while training and
+        its running averages in the meta-loss).
+    rematerialize : bool, default=True
+        Wrap each recorded inner step in :func:`jax.checkpoint`: the backward pass recomputes
+        the activations instead of storing them for all :math:`M` steps. Same gradient.
+    prefix_loop : {"auto", "device", "host"}, default="auto"
+        How the :math:`N - M` inner steps without gradient run: ``"device"``, a
+        :func:`jax.lax.fori_loop` inside the one jitted meta-step; ``"host"``, a Python loop over
+        one jitted inner step, then the jitted window and update. ``"auto"``: ``"host"`` on the
+        CPU backend, where XLA runs convolutions inside loops 3 to 12 times slower than the same
+        step dispatched from Python (measured on this project's ConvNets), ``"device"`` elsewhere.
+    real_chunk_size : int, default=1024
+        The gradient of the real-batch loss is accumulated over chunks of at most this many rows.
+    hardness_sampling : bool, default=False
+        Draw the real batch with weights that favour rows of medium hardness
+        (:func:`hardness_weights`): every ``hardness_every`` meta-steps, ``hardness_models``
+        networks are trained on the current synthetic set and each real row's hardness is the
+        fraction of them that misclassify it.
+    hardness_models : int, default=4
+    hardness_every : int, default=200
+    image_shape : tuple or None, default=None
+        ``(H, W, C)`` when images are given as 2-D rows.
+    n_eval_models : int, default=5
+        Networks trained from scratch by :meth:`score`.
+    eval_steps : int or "auto", default="auto"
+    eval_model : flax.linen.Module or None, default=None
+        Evaluation network; ``None``: ``model`` without normalisation layers (the project's
+        protocol; the paper evaluates with the instance-norm network itself, pass it here to
+        reproduce that).
+    checkpoint : str, path-like or None, default=None
+        File to save the full state to (synthetic set, labels, optimiser state, step, PRNG key,
+        hardness weights); ``fit`` resumes from it when it was written with the same parameters
+        and data, and raises a ``ValueError`` otherwise.
+    checkpoint_every : int, default=500
+    log_every : int, default=50
+        Meta-steps between reads of the loss (progress bar, ``history_``, divergence check).
+    verbose : int, default=0
+    random_state : int, RandomState instance or None, default=None
+
+    Attributes
+    ----------
+    synthetic_X_, synthetic_y_, classes_, sampling_strategy_, n_features_in_ :
+        See :class:`~sklearn_distill.base.BaseDistiller`.
+    synthetic_y_soft_ : ndarray of shape (n_synthetic, n_classes) or None
+        The softmax of the learned label logits (``learn_labels=True``), else ``None``.
+        :meth:`score` trains on them with cross-entropy.
+    n_iter_ : int
+    history_ : dict of list
+        ``"step"``, ``"time"``, ``"loss"`` (mean real-batch cross-entropy since the last log).
+    stop_reason_ : {"done", "interrupted", "diverged"}
+    unroll_lengths_ : ndarray of int
+        The unroll length :math:`N` of each meta-step of this fit.
+    hardness_counts_ : ndarray of int of shape (n_samples,)
+        With ``hardness_sampling``: how many of the ``hardness_models`` networks of the last
+        refresh misclassified each training row.
+    hardness_weights_ : ndarray of shape (n_samples,)
+        With ``hardness_sampling``: the sampling weights of the last refresh.
+
+    See Also
+    --------
+    BoostedDistiller : grow a RaT-BPTT set block by block (Boost-DD).
+
+    References
+    ----------
+    .. [1] Y. Feng, R. Vedantam and J. Kempe, "Embarrassingly Simple Dataset Distillation",
+       ICLR 2024. https://arxiv.org/abs/2311.07025
+
+    Examples
+    --------
+    >>> from sklearn_distill import ConvNet, RaTBPTTDistiller, load_digits_images
+    >>> X, y = load_digits_images(return_X_y=True)
+    >>> rat = RaTBPTTDistiller(ipc=1, n_steps=5, window=2, unroll=4, batch_size=64,
+    ...                        model=ConvNet(width=8, depth=2, norm="instance"), random_state=0)
+    >>> X_syn, y_syn = rat.fit_resample(X, y)
+    >>> X_syn.shape, y_syn[:3].tolist()
+    ((10, 8, 8, 1), [0, 1, 2])
+    """
+
+    _parameter_constraints = {
+        **BaseDistiller._parameter_constraints,
+        "n_steps": [Interval(Integral, 1, None, closed="left")],
+        "learning_rate": [Interval(Real, 0, None, closed="neither")],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "window": [Interval(Integral, 1, None, closed="left")],
+        "unroll": [Interval(Integral, 1, None, closed="left")],
+        "schedule": [StrOptions({"random", "fixed", "moving"})],
+        "inner_learning_rate": [Interval(Real, 0, None, closed="neither")],
+        "inner_batch_size": [Interval(Integral, 1, None, closed="left"), None],
+        "learn_labels": ["boolean"],
+        "augment": [StrOptions({"auto", "none"}), HasMethods(["sample_params", "apply"]), None],
+        "init": [StrOptions({"noise", "real", "real+noise"})],
+        "model": [HasMethods(["init", "apply"]), None],
+        "rematerialize": ["boolean"],
+        "prefix_loop": [StrOptions({"auto", "device", "host"})],
+        "real_chunk_size": [Interval(Integral, 1, None, closed="left")],
+        "hardness_sampling": ["boolean"],
+        "hardness_models": [Interval(Integral, 1, None, closed="left")],
+        "hardness_every": [Interval(Integral, 1, None, closed="left")],
+        "checkpoint": [str, os.PathLike, None],
+        "checkpoint_every": [Interval(Integral, 1, None, closed="left")],
+        "log_every": [Interval(Integral, 1, None, closed="left")],
+        "verbose": ["verbose"],
+    }
+
+    _supports_warm_start = True
+
+    def __init__(self, ipc=1, *, n_steps=1000, learning_rate=1e-3, batch_size=256, window=20,
+                 unroll=60, schedule="random", inner_learning_rate=1e-3, inner_batch_size=None,
+                 learn_labels=False, augment="auto", init="noise", model=None, rematerialize=True,
+                 prefix_loop="auto", real_chunk_size=1024, hardness_sampling=False, hardness_models=4,
+                 hardness_every=200, image_shape=None, n_eval_models=5, eval_steps="auto",
+                 eval_model=None, checkpoint=None, checkpoint_every=500, log_every=50, verbose=0,
+                 random_state=None):
+        self.ipc = ipc
+        self.n_steps = n_steps
+        self.learning_rate = learning_rate
+        self.batch_size = batch_size
+        self.window = window
+        self.unroll = unroll
+        self.schedule = schedule
+        self.inner_learning_rate = inner_learning_rate
+        self.inner_batch_size = inner_batch_size
+        self.learn_labels = learn_labels
+        self.augment = augment
+        self.init = init
+        self.model = model
+        self.rematerialize = rematerialize
+        self.prefix_loop = prefix_loop
+        self.real_chunk_size = real_chunk_size
+        self.hardness_sampling = hardness_sampling
+        self.hardness_models = hardness_models
+        self.hardness_every = hardness_every
+        self.image_shape = image_shape
+        self.n_eval_models = n_eval_models
+        self.eval_steps = eval_steps
+        self.eval_model = eval_model
+        self.checkpoint = checkpoint
+        self.checkpoint_every = checkpoint_every
+        self.log_every = log_every
+        self.verbose = verbose
+        self.random_state = random_state
+
+    # -- helpers --------------------------------------------------------------------------------
+
+    def _distill_model(self, sample_shape):
+        if self.model is not None:
+            return self.model
+        if len(sample_shape) == 1:
+            return MLP(hidden_sizes=(256, 256))
+        depth = 4 if min(sample_shape[:2]) >= 64 else 3
+        return ConvNet(width=128, depth=depth, norm="instance")
+
+    def _eval_model(self):
+        if self.eval_model is None and self.model is None:
+            if not self.layout_.is_image:
+                return None  # the protocol's MLP
+            return self._distill_model(self.layout_.sample_shape).clone(norm="none", parent=None)
+        return super()._eval_model()
+
+    def _augmentation(self, sample_shape):
+        if len(sample_shape) == 1 or self.augment is None or self.augment == "none":
+            return None
+        if self.augment == "auto":
+            return ImageAugmentation(flip=sample_shape[-1] == 3, crop=False, scale=False,
+                                     rotate=True, colour=False, cutout=False, rotate_degrees=15.0)
+        return self.augment
+
+    def _check_window(self):
+        if self.window > self.unroll:
+            raise ValueError(f"`window`={self.window} must not exceed `unroll`={self.unroll}: the "
+                             f"backpropagated window is the end of an unroll of at most `unroll` "
+                             f"inner steps.")
+
+    def _initial_set(self, key, X, y, n_classes):
+        if self.init == "noise":
+            x = _unit_norm_noise(key, n_classes * self.ipc, X.shape[1:])
+            return x, np.repeat(np.arange(n_classes, dtype=np.int32), self.ipc)
+        return init_synthetic(key, X, y, n_classes, self.ipc, self.init)
+
+    def _warm_labels(self, warm_start, n_classes):
+        """Label state of the earlier rows: logits of their soft labels, or the initial ones."""
+        y_old = np.asarray(warm_start.y)
+        if warm_start.soft_labels is None:
+            return (_label_logits(y_old, n_classes) if self.learn_labels
+                    else np.eye(n_classes, dtype=np.float32)[y_old])
+        p = np.asarray(warm_start.soft_labels, np.float64)
+        if (p.shape != (len(y_old), n_classes) or np.any(p < 0)
+                or not np.allclose(p.sum(axis=1), 1.0, atol=1e-3)):
+            raise ValueError("The earlier synthetic rows' soft labels must be class probabilities "
+                             "(rows of non-negative numbers summing to one), as RaT-BPTT learns.")
+        if self.learn_labels:
+            return np.log(np.maximum(p, 1e-12)).astype(np.float32)
+        return p.astype(np.float32)
+
+    def _checkpoint_config(self, X, y, warm):
+        model = self._distill_model(X.shape[1:])
+        seed = seed_description(self.random_state)
+        config = {"method": "RaT-BPTT", "ipc": int(self.ipc), "n_steps": int(self.n_steps),
+                  "learning_rate": float(self.learning_rate), "batch_size": int(self.batch_size),
+                  "window": int(self.window), "unroll": int(self.unroll),
+                  "schedule": self.schedule, "inner_learning_rate": float(self.inner_learning_rate),
+                  "inner_batch_size": self.inner_batch_size, "learn_labels": bool(self.learn_labels),
+                  "augment": repr(self.augment), "init": self.init, "model": repr(model),
+                  "hardness_sampling": bool(self.hardness_sampling),
+                  "hardness_models": int(self.hardness_models),
+                  "hardness_every": int(self.hardness_every),
+                  "random_state": seed, "data": data_fingerprint(X, y)}
+        if warm is not None:
+            config["warm_start"] = data_fingerprint(*warm)
+        return config
+
+    # -- the method -----------------------------------------------------------------------------
+
+    def _distill(self, X, y, key, warm_start=None):
+        self._check_window()
+        n_classes = len(self.classes_)
+        sample_shape = tuple(X.shape[1:])
+        model = with_num_classes(self._distill_model(sample_shape), n_classes)
+
+        init_key, loop_key, hard_key = jax.random.split(key, 3)
+        x_syn, y_syn = self._initial_set(init_key, X, y, n_classes)
+        labels = (_label_logits(y_syn, n_classes) if self.learn_labels
+                  else np.eye(n_classes, dtype=np.float32)[y_syn])
+        row_scale = np.ones(len(x_syn), np.float32)
+        n_old, warm = 0, None
+        if warm_start is not None:
+            x_old = np.asarray(warm_start.X, np.float32)
+            if x_old.shape[1:] != sample_shape:
+                raise ValueError(f"The earlier synthetic rows have sample shape {x_old.shape[1:]}, "
+                                 f"the data {sample_shape}.")
+            y_old = np.asarray(warm_start.y, np.int32)
+            labels_old = self._warm_labels(warm_start, n_classes)
+            n_old = len(x_old)
+            row_scale = np.concatenate([np.full(n_old, warm_start.learning_rate_scale, np.float32),
+                                        row_scale])
+            x_syn = np.concatenate([x_old, x_syn])
+            y_syn = np.concatenate([y_old, y_syn])
+            labels = np.concatenate([labels_old, labels])
+            warm = (x_old, y_old, labels_old, np.float32([warm_start.learning_rate_scale]))
+
+        # Rows of each class (equal counts: every block is class-balanced).
+        counts = np.bincount(y_syn, minlength=n_classes)
+        if np.any(counts != counts[0]):
+            raise ValueError(f"The synthetic set must hold equally many rows of every class for "
+                             f"class-balanced inner batches; got {counts.tolist()}.")
+        class_rows = np.stack([np.flatnonzero(y_syn == c) for c in range(n_classes)]).astype(np.int32)
+        per_class = (counts[0] if self.inner_batch_size is None
+                     else int(np.clip(self.inner_batch_size // n_classes, 1, counts[0])))
+
+        batch_size = min(int(self.batch_size), len(X))
+        config = _Config(model=model, window=int(self.window), unroll=int(self.unroll),
+                         schedule=self.schedule, per_class=int(per_class), batch_size=batch_size,
+                         chunk_size=int(min(self.real_chunk_size, batch_size)),
+                         augmentation=self._augmentation(sample_shape),
+                         learn_labels=bool(self.learn_labels), remat=bool(self.rematerialize),
+                         hardness=bool(self.hardness_sampling))
+        hyper = hyperparameters(self.n_steps, self.learning_rate, self.inner_learning_rate)
+        state = init_state(x_syn, labels, loop_key, len(X) if config.hardness else None)
+
+        ckpt_config = self._checkpoint_config(X, y, warm)
+        start_step, history = 0, None
+        if self.checkpoint is not None and os.path.exists(self.checkpoint):
+            state, start_step, extra = restore_state(self.checkpoint, state, ckpt_config)
+            history = extra.get("history")
+        state = jax.tree.map(jnp.asarray, state)
+
+        X_real = jnp.asarray(X, jnp.float32)
+        Y_real = jnp.asarray(np.eye(n_classes, dtype=np.float32)[y])
+        class_rows, row_scale = jnp.asarray(class_rows), jnp.asarray(row_scale)
+        host_prefix = (self.prefix_loop == "host"
+                       or (self.prefix_loop == "auto" and jax.default_backend() == "cpu"))
+        seed = int(np.asarray(_key_data(loop_key)).ravel()[-1])
+        counter = [start_step]
+        lengths = []
+
+        def step_fn(s):
+            step = counter[0]
+            if config.hardness and step % self.hardness_every == 0:
+                wrong = misclassification_counts(
+                    config, hyper, s, class_rows, X, y, jax.random.fold_in(hard_key, step),
+                    int(self.hardness_models))
+                self.hardness_counts_ = wrong
+                self.hardness_weights_ = hardness_weights(wrong, self.hardness_models)
+                s = {**s, "weights": jnp.asarray(self.hardness_weights_)}
+            n_unroll = unroll_length(config.schedule, config.window, config.unroll, step,
+                                     int(self.n_steps), seed)
+            lengths.append(n_unroll)
+            n_arg = jnp.asarray(n_unroll, jnp.int32)
+            if host_prefix:
+                carry = _start_network(s, hyper, config)
+                for i in range(n_unroll - config.window):
+                    carry = _prefix_step(carry, s, i, class_rows, hyper, config)
+                s, loss = _meta_step(s, n_arg, X_real, Y_real, class_rows, row_scale, hyper,
+                                     config, carry)
+            else:
+                s, loss = _meta_step(s, n_arg, X_real, Y_real, class_rows, row_scale, hyper,
+                                     config)
+            counter[0] += 1
+            return s, loss
+
+        result = run_loop(step_fn, state, n_steps=self.n_steps, start_step=start_step,
+                          log_every=self.log_every, checkpoint=self.checkpoint,
+                          checkpoint_every=self.checkpoint_every, checkpoint_config=ckpt_config,
+                          history=history, verbose=self.verbose, description="RaT-BPTT")
+        self.stop_reason_ = result.stop_reason
+        self.unroll_lengths_ = np.asarray(lengths, dtype=np.int64)
+        final = jax.device_get({"x": result.state["x"], "y": result.state["y"]})
+        x_out = np.asarray(final["x"], np.float32)
+        soft = None
+        if self.learn_labels:
+            soft = np.array(jax.nn.softmax(jnp.asarray(final["y"]), axis=-1), np.float32)
+            if warm_start is not None and warm_start.soft_labels is not None and \
+                    warm_start.learning_rate_scale == 0:
+                soft[:n_old] = np.asarray(warm_start.soft_labels, np.float32)  # exactly unchanged
+        return DistillationResult(X=x_out, y=y_syn, soft_labels=soft, n_iter=result.step,
+                                  history=result.history)
+
+    def evaluate(self, X, y, n_models=None, progress=None):
+        """Like :meth:`score`, but return the full :class:`~sklearn_distill.EvaluationResult`.
+
+        Learned labels (probabilities) are fitted with cross-entropy, as in the inner training.
+        """
+        from ..evaluation import evaluate
+        from .._validation import validate_input
+
+        check_is_fitted(self)
+        X = self.layout_.to_input(validate_input(self, X, self.layout_))
+        seed = self.random_state if isinstance(self.random_state, Integral) else 0
+        return evaluate(self.synthetic_X_, self.synthetic_y_, X, y,
+                        soft_labels=self.synthetic_y_soft_, loss="ce",
+                        n_models=n_models or self.n_eval_models, model=self._eval_model(),
+                        n_steps=self.eval_steps, image_shape=self.image_shape,
+                        random_state=seed + 1, progress=progress)
+
+
+# --------------------------------------------------------------------------------------------
+# Boost-DD
+# --------------------------------------------------------------------------------------------
+
+class BoostedDistiller(BaseDistiller):
+    r"""Boost-DD: a synthetic set grown block by block, whose prefixes are good sets on their own.
+
+    Distilled sets are strongly inter-correlated: a random subset of a set distilled jointly at
+    ``ipc=50`` trains much worse than a set distilled directly at the subset's size. Boost-DD
+    builds the set in ``n_blocks`` blocks of ``block_ipc`` samples per class: the first block is
+    distilled alone; each further block is distilled with all earlier ones in the synthetic set,
+    the earlier ones training with their learning rate scaled by ``beta`` (``beta=0`` freezes
+    them). The first :math:`k` blocks then form a distilled set of :math:`k \cdot` ``block_ipc``
+    samples per class that was optimised as such (:meth:`first_blocks`).
+
+    Parameters
+    ----------
+    distiller : BaseDistiller
+        A gradient-based distiller that can continue from an earlier synthetic set
+        (``_supports_warm_start``), e.g. :class:`RaTBPTTDistiller`. It is cloned for every block,
+        with ``ipc=block_ipc`` and a ``random_state`` derived from ``random_state`` and the block.
+        Its ``checkpoint`` file, if any, gets a ``.block<k>`` suffix per block.
+    block_ipc : int, default=1
+        Samples per class added by each block.
+    n_blocks : int, default=2
+    beta : float, default=0.1
+        Learning-rate factor of the earlier blocks while a new block trains, in ``[0, 1]``.
+    random_state : int, RandomState instance or None, default=None
+        ``None``: the wrapped distiller's ``random_state``.
+
+    Attributes
+    ----------
+    synthetic_X_, synthetic_y_, synthetic_y_soft_, classes_, sampling_strategy_,
+    n_features_in_ :
+        The whole set, blocks in order (see :class:`~sklearn_distill.base.BaseDistiller`).
+    block_ : ndarray of int of shape (n_synthetic,)
+        The block (0-based) of each synthetic row.
+    distiller_ : BaseDistiller
+        The fitted distiller of the last block (it holds the whole set); :meth:`score` and
+        :meth:`evaluate` use its evaluation settings.
+    n_iter_ : int
+        Optimisation steps over all blocks.
+    history_ : dict of list
+        The blocks' histories one after another, with a ``"block"`` entry.
+
+    Examples
+    --------
+    >>> from sklearn_distill import (BoostedDistiller, ConvNet, RaTBPTTDistiller,
+    ...                              load_digits_images)
+    >>> X, y = load_digits_images(return_X_y=True)
+    >>> rat = RaTBPTTDistiller(n_steps=3, window=2, unroll=3, batch_size=64,
+    ...                        model=ConvNet(width=8, depth=2, norm="instance"))
+    >>> boost = BoostedDistiller(rat, block_ipc=1, n_blocks=2, beta=0.0, random_state=0).fit(X, y)
+    >>> boost.synthetic_X_.shape, boost.block_.tolist()[:12]
+    ((20, 8, 8, 1), [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1])
+    >>> boost.first_blocks(1).synthetic_X_.shape
+    (10, 8, 8, 1)
+    """
+
+    _parameter_constraints = {
+        "distiller": [HasMethods(["fit", "fit_resample"])],
+        "block_ipc": [Interval(Integral, 1, None, closed="left")],
+        "n_blocks": [Interval(Integral, 1, None, closed="left")],
+        "beta": [Interval(Real, 0, 1, closed="both")],
+        "random_state": ["random_state"],
+    }
+
+    def __init__(self, distiller, block_ipc=1, n_blocks=2, beta=0.1, random_state=None):
+        self.distiller = distiller
+        self.block_ipc = block_ipc
+        self.n_blocks = n_blocks
+        self.beta = beta
+        self.random_state = random_state
+
+    def fit(self, X, y):
+        """Distil ``(X, y)`` block by block.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or (n_samples, H, W[, C])
+        y : array-like of shape (n_samples,)
+
+        Returns
+        -------
+        self : BoostedDistiller
+        """
+        self._validate_params()
+        if not getattr(self.distiller, "_supports_warm_start", False):
+            raise ValueError(f"`distiller`={type(self.distiller).__name__} cannot continue from an "
+                             f"earlier synthetic set; Boost-DD needs a gradient-based distiller "
+                             f"such as RaTBPTTDistiller.")
+        image_shape = getattr(self.distiller, "image_shape", None)
+        _, _, classes, layout = validate_training_data(self, X, y, image_shape)
+        rs = self.random_state if self.random_state is not None else self.distiller.random_state
+        base_seed = random_seed(rs)
+        warm, history, n_iter = None, {}, 0
+        fitted = None
+        for b in range(self.n_blocks):
+            est = clone(self.distiller).set_params(ipc=self.block_ipc,
+                                                    random_state=(base_seed + b) % (2 ** 32))
+            ckpt = getattr(est, "checkpoint", None)
+            if ckpt is not None:
+                est.set_params(checkpoint=f"{os.fspath(ckpt)}.block{b}")
+            est._fit(X, y, warm_start=warm)
+            x_int = est.layout_.to_internal(est.synthetic_X_)
+            y_int = np.searchsorted(est.classes_, est.synthetic_y_).astype(np.int32)
+            warm = WarmStart(X=x_int, y=y_int, soft_labels=est.synthetic_y_soft_,
+                             learning_rate_scale=float(self.beta))
+            for k, v in (est.history_ or {}).items():
+                history.setdefault(k, []).extend(
+                    (np.asarray(v) + n_iter).tolist() if k == "step" else list(v))
+            history.setdefault("block", []).extend([b] * len(est.history_.get("step", [])))
+            n_iter += int(est.n_iter_)
+            fitted = est
+        self.classes_, self.layout_ = classes, layout
+        self.distiller_ = fitted
+        self.synthetic_X_ = fitted.synthetic_X_
+        self.synthetic_y_ = fitted.synthetic_y_
+        self.synthetic_y_soft_ = fitted.synthetic_y_soft_
+        # Block of each row: every block adds block_ipc rows per class, earlier blocks first.
+        per_block = self.block_ipc * len(classes)
+        self.block_ = np.repeat(np.arange(self.n_blocks), per_block)
+        self.sampling_strategy_ = dict(fitted.sampling_strategy_)
+        self.n_iter_ = n_iter
+        self.history_ = history
+        return self
+
+    def first_blocks(self, k):
+        """The set of the first ``k`` blocks, as a fitted copy of the wrapped distiller.
+
+        Its ``synthetic_X_`` etc. hold ``k * block_ipc`` samples per class, and its
+        :meth:`score`, :meth:`evaluate` and :meth:`save` work as for a directly fitted distiller.
+
+        Parameters
+        ----------
+        k : int
+            Number of blocks, ``1 <= k <= n_blocks``.
+
+        Returns
+        -------
+        distiller : BaseDistiller
+        """
+        check_is_fitted(self)
+        if isinstance(k, bool) or not isinstance(k, Integral) or not 1 <= k <= self.n_blocks:
+            raise ValueError(f"`k` must be an integer in [1, n_blocks={self.n_blocks}]; got {k!r}.")
+        rows = self.block_ < k
+        sub = copy.copy(self.distiller_)
+        sub.synthetic_X_ = self.synthetic_X_[rows]
+        sub.synthetic_y_ = self.synthetic_y_[rows]
+        sub.synthetic_y_soft_ = (None if self.synthetic_y_soft_ is None
+                                 else self.synthetic_y_soft_[rows])
+        sub.sampling_strategy_ = {c: int(k * self.block_ipc) for c in self.classes_.tolist()}
+        sub.ipc = int(k * self.block_ipc)
+        return sub
+
+    def evaluate(self, X, y, n_models=None, progress=None):
+        """Meta-test accuracy of the whole set with the wrapped distiller's evaluation settings."""
+        check_is_fitted(self)
+        return self.distiller_.evaluate(X, y, n_models=n_models, progress=progress)
