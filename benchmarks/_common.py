@@ -129,6 +129,17 @@ def write_text(path, text):
     return path
 
 
+RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+
+
+def write_results(name, payload, lines, folder=RESULTS):
+    """Write ``folder/name.json`` and ``folder/name.md`` (the markdown ``lines``) and print them."""
+    write_json(os.path.join(folder, name + ".json"), payload)
+    write_text(os.path.join(folder, name + ".md"), "\n".join(lines) + "\n")
+    print("\n".join(lines))
+    print(f"wrote {os.path.join(folder, name)}.json/.md")
+
+
 def markdown_table(headers, rows, align=None):
     """A GitHub markdown table; ``align`` is a string of 'l'/'r' per column (default: l then r)."""
     align = align or "l" + "r" * (len(headers) - 1)

@@ -37,7 +37,7 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from _common import machine_info, machine_summary, write_json, write_text  # noqa: E402
+from _common import machine_info, machine_summary, write_results  # noqa: E402
 
 RESULTS = os.path.join(HERE, "results")
 
@@ -391,10 +391,7 @@ def _plot_boost(name, rows, args):
 
 
 def write(name, out, lines):
-    write_json(os.path.join(RESULTS, name + ".json"), out)
-    write_text(os.path.join(RESULTS, name + ".md"), "\n".join(lines) + "\n")
-    print("\n".join(lines))
-    print(f"wrote {os.path.join(RESULTS, name)}.json/.md")
+    write_results(name, out, lines, RESULTS)
 
 
 def main(argv=None):

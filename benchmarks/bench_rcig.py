@@ -26,7 +26,7 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from _common import machine_info, machine_summary, write_json, write_text  # noqa: E402
+from _common import machine_info, machine_summary, write_results  # noqa: E402
 from bench_frepo import PAPER as FREPO_PAPER  # noqa: E402
 from bench_frepo import RANDOM_PAPER, load  # noqa: E402
 
@@ -217,10 +217,7 @@ def cost(args):
 
 
 def write(name, out, lines):
-    write_json(os.path.join(RESULTS, name + ".json"), out)
-    write_text(os.path.join(RESULTS, name + ".md"), "\n".join(lines) + "\n")
-    print("\n".join(lines))
-    print(f"wrote {os.path.join(RESULTS, name)}.json/.md")
+    write_results(name, out, lines, RESULTS)
 
 
 def main(argv=None):
