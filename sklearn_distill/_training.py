@@ -32,7 +32,6 @@ import hashlib
 import json
 import os
 import signal
-import tempfile
 import threading
 import time
 import warnings
@@ -41,6 +40,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from .io import atomic_savez
 
 __all__ = ["LoopResult", "run_loop", "select_tree", "tree_isfinite", "save_checkpoint",
            "load_checkpoint", "restore_state", "data_fingerprint", "init_synthetic",
@@ -269,21 +270,7 @@ def save_checkpoint(path, state, step, config, extra=None):
             "step": int(step), "config": config, "extra": extra or {}}
     arrays = {f"leaf_{i:05d}": leaf for i, leaf in enumerate(leaves)}
     arrays[_META] = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".ckpt-", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    return path
+    return atomic_savez(path, arrays, prefix=".ckpt-")
 
 
 def load_checkpoint(path):

@@ -23,7 +23,8 @@ the result, followed by ``ipc`` new rows per class, and the earlier rows train w
 rate scaled by ``warm_start.learning_rate_scale`` (``0`` leaves them bit-for-bit unchanged).
 """
 
-from numbers import Integral
+import os
+from numbers import Integral, Real
 from typing import NamedTuple, Optional
 
 import numpy as np
@@ -35,6 +36,21 @@ from ._jax import library_prng
 from ._validation import check_ipc, check_random_key, validate_input, validate_training_data
 
 __all__ = ["BaseDistiller", "DistillationResult", "WarmStart"]
+
+# The constraints of the parameters every gradient-based distiller shares (same names, same
+# meaning across methods); a method spreads them into its own ``_parameter_constraints``.
+GRADIENT_PARAMETER_CONSTRAINTS = {
+    "n_steps": [Interval(Integral, 1, None, closed="left")],
+    "learning_rate": [Interval(Real, 0, None, closed="neither")],
+    "batch_size": [Interval(Integral, 1, None, closed="left")],
+    "learn_labels": ["boolean"],
+    "init": [StrOptions({"real", "noise", "real+noise"})],
+    "model": [HasMethods(["init", "apply"]), None],
+    "checkpoint": [str, os.PathLike, None],
+    "checkpoint_every": [Interval(Integral, 1, None, closed="left")],
+    "log_every": [Interval(Integral, 1, None, closed="left")],
+    "verbose": ["verbose"],
+}
 
 
 class DistillationResult(NamedTuple):

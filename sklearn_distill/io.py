@@ -9,6 +9,7 @@ NumPy files (PyTorch, TensorFlow, R's RcppCNPy) can use the arrays directly.
 
 import json
 import os
+import tempfile
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -16,6 +17,29 @@ import numpy as np
 __all__ = ["SyntheticSet", "save_synthetic_set", "load_synthetic_set"]
 
 FORMAT_VERSION = 1
+
+
+def atomic_savez(path, arrays, prefix=".tmp-"):
+    """Write ``arrays`` to the ``.npz`` file ``path`` atomically (shared by every writer here).
+
+    The data goes to a temporary file in the same folder, is flushed to disk and moved into place
+    with :func:`os.replace`, so an interruption never leaves a half-written file behind.
+    """
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    return path
 
 
 @dataclass
@@ -119,11 +143,7 @@ def save_synthetic_set(path, distiller, metadata=None):
     path = os.fspath(path)
     if not path.endswith(".npz"):
         path += ".npz"
-    # Write to a temporary name and rename, so a crash never leaves a half-written file.
-    tmp = path[:-4] + ".tmp.npz"
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
-    return path
+    return atomic_savez(path, arrays, prefix=".synthetic-")
 
 
 def load_synthetic_set(path):

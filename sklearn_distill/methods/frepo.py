@@ -31,13 +31,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
+from sklearn.utils._param_validation import Interval, StrOptions
 
 from .. import _pool
 from .._training import (centred_one_hot, data_fingerprint, init_labels, init_synthetic,
                          label_margin_loss, prepend_warm_start, resolve_flip, restore_state,
                          run_loop, scale_rows, seed_description, select_tree, tree_isfinite)
-from ..base import BaseDistiller, DistillationResult
+from ..base import GRADIENT_PARAMETER_CONSTRAINTS, BaseDistiller, DistillationResult
 from ..kernels import feature_regression_loss
 from ..networks import MLP, ConvNet, with_num_classes
 
@@ -310,23 +310,14 @@ class FRePoDistiller(BaseDistiller):
 
     _parameter_constraints = {
         **BaseDistiller._parameter_constraints,
-        "n_steps": [Interval(Integral, 1, None, closed="left")],
-        "learning_rate": [Interval(Real, 0, None, closed="neither")],
-        "batch_size": [Interval(Integral, 1, None, closed="left")],
-        "learn_labels": ["boolean"],
+        **GRADIENT_PARAMETER_CONSTRAINTS,
         "flip": [StrOptions({"auto"}), "boolean"],
-        "init": [StrOptions({"real", "noise", "real+noise"})],
-        "model": [HasMethods(["init", "apply"]), None],
         "pool_size": [Interval(Integral, 1, None, closed="left")],
         "max_online_steps": [Interval(Integral, 1, None, closed="left")],
         "online_learning_rate": [Interval(Real, 0, None, closed="neither")],
         "ridge": [Interval(Real, 0, None, closed="left")],
         "precision": [StrOptions({"highest", "high", "default"})],
-        "checkpoint": [str, os.PathLike, None],
-        "checkpoint_every": [Interval(Integral, 1, None, closed="left")],
-        "log_every": [Interval(Integral, 1, None, closed="left")],
         "devices": [Interval(Integral, 1, None, closed="left"), list, tuple, None],
-        "verbose": ["verbose"],
     }
 
     def __init__(self, ipc=1, *, n_steps=1000, learning_rate=3e-4, batch_size=1024,

@@ -51,7 +51,8 @@ from .._training import (_key_data, data_fingerprint, init_synthetic, restore_st
                          scale_rows, seed_description, select_tree, tree_isfinite)
 from .._validation import random_seed, validate_training_data
 from ..augment import ImageAugmentation
-from ..base import BaseDistiller, DistillationResult, WarmStart
+from ..base import (GRADIENT_PARAMETER_CONSTRAINTS, BaseDistiller, DistillationResult,
+                    WarmStart)
 from ..evaluation import apply_network, predict_networks, train_step
 from ..networks import MLP, ConvNet, init_variables, with_num_classes
 
@@ -584,28 +585,19 @@ class RaTBPTTDistiller(BaseDistiller):
 
     _parameter_constraints = {
         **BaseDistiller._parameter_constraints,
-        "n_steps": [Interval(Integral, 1, None, closed="left")],
-        "learning_rate": [Interval(Real, 0, None, closed="neither")],
-        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        **GRADIENT_PARAMETER_CONSTRAINTS,
         "window": [Interval(Integral, 1, None, closed="left")],
         "unroll": [Interval(Integral, 1, None, closed="left")],
         "schedule": [StrOptions({"random", "fixed", "moving"})],
         "inner_learning_rate": [Interval(Real, 0, None, closed="neither")],
         "inner_batch_size": [Interval(Integral, 1, None, closed="left"), None],
-        "learn_labels": ["boolean"],
         "augment": [StrOptions({"auto", "none"}), HasMethods(["sample_params", "apply"]), None],
-        "init": [StrOptions({"noise", "real", "real+noise"})],
-        "model": [HasMethods(["init", "apply"]), None],
         "rematerialize": ["boolean"],
         "prefix_loop": [StrOptions({"auto", "device", "host"})],
         "real_chunk_size": [Interval(Integral, 1, None, closed="left")],
         "hardness_sampling": ["boolean"],
         "hardness_models": [Interval(Integral, 1, None, closed="left")],
         "hardness_every": [Interval(Integral, 1, None, closed="left")],
-        "checkpoint": [str, os.PathLike, None],
-        "checkpoint_every": [Interval(Integral, 1, None, closed="left")],
-        "log_every": [Interval(Integral, 1, None, closed="left")],
-        "verbose": ["verbose"],
     }
 
     _supports_warm_start = True

@@ -48,13 +48,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
+from sklearn.utils._param_validation import Interval, StrOptions
 
 from .. import _implicit, _pool
 from .._training import (data_fingerprint, init_labels, init_synthetic, label_margin_loss,
                          prepend_warm_start, resolve_flip, restore_state, run_loop, scale_rows,
                          seed_description, select_tree, tree_isfinite)
-from ..base import BaseDistiller, DistillationResult
+from ..base import GRADIENT_PARAMETER_CONSTRAINTS, BaseDistiller, DistillationResult
 from ..kernels import _check_precision, _cholesky_solve
 from ..networks import MLP, ConvNet, with_num_classes
 
@@ -405,10 +405,12 @@ def _meta_step_impl(state, X_real, Y_real, hyper, config):
     # Learning-rate bookkeeping of the inner and Hessian-inverse solves.
     step = state["step"] + ok.astype(jnp.int32)
     due = (step % _ADAPT_EVERY == 0) & ok
-    inner_counts = state["inner_counts"] + ok * jnp.stack(
-        [_classify(aux["inner_trace"]) == 1, _classify(aux["inner_trace"]) == -1, True]).astype(jnp.int32)
-    hinv_counts = state["hinv_counts"] + ok * jnp.stack(
-        [_classify(aux["hinv_trace"]) == 1, _classify(aux["hinv_trace"]) == -1, True]).astype(jnp.int32)
+    def tally(counts, trace):  # (stable, failed, total) solves since the last adaptation
+        kind = _classify(trace)
+        return counts + ok * jnp.stack([kind == 1, kind == -1, True]).astype(jnp.int32)
+
+    inner_counts = tally(state["inner_counts"], aux["inner_trace"])
+    hinv_counts = tally(state["hinv_counts"], aux["hinv_trace"])
     inner_lr, inner_counts = _adapt(state["inner_lr"], inner_counts, due & (config.n_inner > 1))
     hinv_lr, hinv_counts = _adapt(state["hinv_lr"], hinv_counts,
                                   due & (config.n_hinv > 1) & (config.hinv_solver == "adam"))
@@ -568,14 +570,9 @@ class RCIGDistiller(BaseDistiller):
 
     _parameter_constraints = {
         **BaseDistiller._parameter_constraints,
-        "n_steps": [Interval(Integral, 1, None, closed="left")],
-        "learning_rate": [Interval(Real, 0, None, closed="neither")],
+        **GRADIENT_PARAMETER_CONSTRAINTS,
         "temperature_learning_rate": [Interval(Real, 0, None, closed="left")],
-        "batch_size": [Interval(Integral, 1, None, closed="left")],
-        "learn_labels": ["boolean"],
         "flip": [StrOptions({"auto"}), "boolean"],
-        "init": [StrOptions({"real", "noise", "real+noise"})],
-        "model": [HasMethods(["init", "apply"]), None],
         "pool_size": [Interval(Integral, 1, None, closed="left")],
         "max_online_steps": [Interval(Integral, 1, None, closed="left")],
         "online_steps": [Interval(Integral, 1, None, closed="left")],
@@ -589,10 +586,6 @@ class RCIGDistiller(BaseDistiller):
         "n_backward_subset": [Interval(Integral, 1, None, closed="left"), None],
         "clip_implicit": ["boolean"],
         "precision": [StrOptions({"highest", "high", "default"})],
-        "checkpoint": [str, os.PathLike, None],
-        "checkpoint_every": [Interval(Integral, 1, None, closed="left")],
-        "log_every": [Interval(Integral, 1, None, closed="left")],
-        "verbose": ["verbose"],
     }
 
     def __init__(self, ipc=1, *, n_steps=1000, learning_rate=3e-3, temperature_learning_rate=3e-2,

@@ -45,7 +45,6 @@ import dataclasses
 import glob
 import json
 import os
-import tempfile
 import time
 from functools import partial
 from numbers import Integral, Real
@@ -64,6 +63,7 @@ from .._training import (centred_one_hot, data_fingerprint, init_labels, init_sy
                          select_tree, tree_isfinite)
 from .._validation import random_seed
 from ..base import BaseDistiller, DistillationResult
+from ..io import atomic_savez
 from ..kernels import feature_regression_loss
 from ..networks import MLP, ConvNet, _Spec, init_variables, with_num_classes
 
@@ -556,18 +556,7 @@ class PretrainedTranslator:
         arrays["__meta__"] = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
         path = os.fspath(path)
         path = path if path.endswith(".npz") else path + ".npz"
-        folder = os.path.dirname(os.path.abspath(path))
-        os.makedirs(folder, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".translator-", suffix=".tmp", dir=folder)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, **arrays)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-            raise
-        return path
+        return atomic_savez(path, arrays, prefix=".translator-")
 
     @classmethod
     def load(cls, path):
@@ -752,19 +741,6 @@ class CachedTask(NamedTuple):
     loss_last: float
 
 
-def _atomic_savez(path, **arrays):
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".task-", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
 def _task_plan(seed, index, class_counts, c_min, c_max, max_images):
     """The random sub-task ``index``: its classes and ipc (a function of the seed and index only)."""
     rng = np.random.default_rng([int(seed), int(index), 1])
@@ -804,11 +780,11 @@ def _cache_task(index, X, y, directory, config, fixed_variables):
             log_every=max(1, config["n_steps"] // 4), description=f"cache task {index}")
         n = c * ipc
         losses = result.history["loss"]
-        _atomic_savez(os.path.join(directory, f"task_{index:06d}.npz"), index=np.asarray(index),
-                      classes=classes.astype(np.int64), rows=rows.astype(np.int64), X=x[:n],
-                      y=y_syn, labels=labels[:n, :c], ipc=np.asarray(ipc),
-                      loss_first=np.asarray(losses[0] if losses else np.nan),
+        arrays = dict(index=np.asarray(index), classes=classes.astype(np.int64),
+                      rows=rows.astype(np.int64), X=x[:n], y=y_syn, labels=labels[:n, :c],
+                      ipc=np.asarray(ipc), loss_first=np.asarray(losses[0] if losses else np.nan),
                       loss_last=np.asarray(losses[-1] if losses else np.nan))
+        atomic_savez(os.path.join(directory, f"task_{index:06d}.npz"), arrays, prefix=".task-")
         return index
 
 
