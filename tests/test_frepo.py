@@ -193,28 +193,28 @@ _SHARDED = textwrap.dedent("""
     import os
     os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
     import jax, jax.numpy as jnp, numpy as np
-    from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
     from sklearn_distill import ConvNet, FRePoDistiller, load_digits_images
     from sklearn_distill._training import centred_one_hot, init_labels
     from sklearn_distill.methods import frepo as F
     from sklearn_distill.networks import with_num_classes
     from sklearn_distill._jax import library_prng
+    from sklearn_distill._sharding import DataParallel, data_parallel
     library_prng().__enter__()  # trace as the library does (faster CPU compilation)
     assert len(jax.devices()) == 8
     jax.config.update("jax_enable_x64", True)  # compare in float64: the solve is ill-conditioned
     X, y = load_digits_images(return_X_y=True)
     X, y = X[:400].reshape(-1, 8, 8, 1).astype(np.float32), y[:400]
     model = with_num_classes(ConvNet(width=8, depth=2, norm="batch"), 10)
-    mesh = Mesh(np.asarray(jax.devices()), ("data",))
     hyper = F.hyperparameters(10, 3e-4, 1e-6, 3, 3e-4)
     key = jax.random.PRNGKey(0)
     state = F.init_state(X[:10], init_labels(np.arange(10), 10), key, key, model, 2, 3)
     state = jax.tree.map(lambda a: a.astype(jnp.float64) if a.dtype == jnp.float32 else a, state)
     Xr, Yr = jnp.asarray(X, jnp.float64), jnp.asarray(centred_one_hot(y, 10), jnp.float64)
-    single = F.meta_gradient(state, Xr, Yr, hyper, F._Config(model, 64, True, False, "highest", None))
-    rep = NamedSharding(mesh, P())
-    cfg = F._Config(model, 64, True, False, "highest", NamedSharding(mesh, P("data")))
-    sharded = F.meta_gradient(*jax.device_put((state, Xr, Yr, hyper), rep), cfg)
+    single = F.meta_gradient(state, Xr, Yr, hyper,
+                             F._Config(model, 64, True, False, "highest", DataParallel(None, None)))
+    placement = data_parallel(8)
+    cfg = F._Config(model, 64, True, False, "highest", placement)
+    sharded = F.meta_gradient(*placement.put((state, Xr, Yr, hyper)), cfg)
     for a, b in zip(jax.tree.leaves(single), jax.tree.leaves(sharded)):
         assert a.dtype == jnp.float64
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-9, atol=1e-12)

@@ -25,7 +25,7 @@ labels take one LAMB step on it; then the sampled network takes one Adam step on
 import os
 from functools import partial
 from numbers import Integral, Real
-from typing import Any, NamedTuple, Optional
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -34,6 +34,7 @@ import optax
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from .. import _pool
+from .._sharding import DEVICES_CONSTRAINT, DataParallel, data_parallel
 from .._training import (centred_one_hot, data_fingerprint, init_labels, init_synthetic,
                          label_margin_loss, prepend_warm_start, resolve_flip, restore_state,
                          run_loop, scale_rows, seed_description, select_tree, tree_isfinite)
@@ -60,7 +61,7 @@ class _Config(NamedTuple):
     learn_labels: bool
     flip: bool
     precision: str
-    batch_sharding: Optional[Any]
+    placement: DataParallel
 
 
 def hyperparameters(n_steps, learning_rate, ridge, max_online_steps, online_learning_rate):
@@ -124,11 +125,8 @@ def _real_batch(key, X_real, Y_real, config):
         x, y = X_real[rows], Y_real[rows]
     else:
         x, y = X_real, Y_real
-    if config.batch_sharding is not None:
-        # Split the real batch over the devices; everything else stays replicated.
-        x = jax.lax.with_sharding_constraint(x, config.batch_sharding)
-        y = jax.lax.with_sharding_constraint(y, config.batch_sharding)
-    return x, y
+    # Split the real batch over the devices; everything else stays replicated.
+    return config.placement.rows(x), config.placement.rows(y)
 
 
 def _meta_gradient(state, X_real, Y_real, hyper, config):
@@ -317,7 +315,7 @@ class FRePoDistiller(BaseDistiller):
         "online_learning_rate": [Interval(Real, 0, None, closed="neither")],
         "ridge": [Interval(Real, 0, None, closed="left")],
         "precision": [StrOptions({"highest", "high", "default"})],
-        "devices": [Interval(Integral, 1, None, closed="left"), list, tuple, None],
+        "devices": DEVICES_CONSTRAINT,
     }
 
     def __init__(self, ipc=1, *, n_steps=1000, learning_rate=3e-4, batch_size=1024,
@@ -367,22 +365,6 @@ class FRePoDistiller(BaseDistiller):
             return self._distill_model(self.layout_.sample_shape).clone(norm="none", parent=None)
         return super()._eval_model()
 
-    def _resolve_devices(self):
-        """The devices to shard the real batch over, or ``None`` for the default device."""
-        if self.devices is None:
-            return None
-        available = jax.devices()
-        if isinstance(self.devices, Integral):
-            if self.devices > len(available):
-                raise ValueError(f"`devices`={self.devices} but only {len(available)} JAX devices "
-                                 f"are available ({available[0].platform}).")
-            return list(available[:self.devices])
-        devices = list(self.devices)
-        if not devices or not all(isinstance(d, jax.Device) for d in devices):
-            raise ValueError(f"`devices` must be None, a positive int or a non-empty list of "
-                             f"jax.Device; got {self.devices!r}.")
-        return devices
-
     def _checkpoint_config(self, X, y, flip, warm_start=None):
         model = self._distill_model(X.shape[1:])
         seed = seed_description(self.random_state)
@@ -405,27 +387,13 @@ class FRePoDistiller(BaseDistiller):
     def _distill(self, X, y, key, warm_start=None):
         n_classes = len(self.classes_)
         sample_shape = tuple(X.shape[1:])
-        devices = self._resolve_devices()
         flip = resolve_flip(self.flip, sample_shape)
         model = with_num_classes(self._distill_model(sample_shape), n_classes)
 
-        batch_size = min(int(self.batch_size), len(X))
-        batch_sharding = replicated = None
-        if devices is not None and len(devices) > 1:
-            from jax.sharding import Mesh, NamedSharding, PartitionSpec
-
-            batch_size -= batch_size % len(devices)
-            if batch_size == 0:
-                raise ValueError(f"`batch_size`={self.batch_size} (capped at {len(X)} rows) is "
-                                 f"smaller than the number of `devices` ({len(devices)}).")
-            mesh = Mesh(np.asarray(devices), ("data",))
-            batch_sharding = NamedSharding(mesh, PartitionSpec("data"))
-            replicated = NamedSharding(mesh, PartitionSpec())
-        elif devices is not None:
-            replicated = devices[0]
-
+        placement = data_parallel(self.devices)
+        batch_size = placement.batch_size(self.batch_size, len(X))
         config = _Config(model=model, batch_size=batch_size, learn_labels=bool(self.learn_labels),
-                         flip=flip, precision=self.precision, batch_sharding=batch_sharding)
+                         flip=flip, precision=self.precision, placement=placement)
         hyper = hyperparameters(self.n_steps, self.learning_rate, self.ridge,
                                 self.max_online_steps, self.online_learning_rate)
 
@@ -447,10 +415,7 @@ class FRePoDistiller(BaseDistiller):
         # The real data goes to the device(s) once; batches are gathered there.
         X_real = jnp.asarray(X, jnp.float32)
         Y_real = jnp.asarray(centred_one_hot(y, n_classes))
-        if replicated is not None:
-            X_real, Y_real, state, hyper = jax.device_put((X_real, Y_real, state, hyper), replicated)
-        else:
-            state = jax.tree.map(jnp.asarray, state)
+        X_real, Y_real, state, hyper = placement.put((X_real, Y_real, state, hyper))
 
         result = run_loop(lambda s: _meta_step(s, X_real, Y_real, hyper, config), state,
                           n_steps=self.n_steps, start_step=start_step, log_every=self.log_every,

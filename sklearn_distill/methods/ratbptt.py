@@ -47,6 +47,7 @@ from sklearn.base import clone
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
+from .._sharding import DEVICES_CONSTRAINT, DataParallel, data_parallel
 from .._training import (_key_data, data_fingerprint, init_synthetic, restore_state, run_loop,
                          scale_rows, seed_description, select_tree, tree_isfinite)
 from .._validation import random_seed, validate_training_data
@@ -84,6 +85,7 @@ class _Config(NamedTuple):
     learn_labels: bool
     remat: bool
     hardness: bool
+    placement: DataParallel = DataParallel(None, None)
 
 
 def hyperparameters(n_steps, learning_rate, inner_learning_rate):
@@ -176,7 +178,8 @@ def real_loss_and_grad(config, variables, x_real, y_real):
     """Mean cross-entropy on the real batch and its gradient w.r.t. the network variables.
 
     The batch is processed in chunks of ``config.chunk_size`` rows (padded rows weigh zero), so
-    the activations of only one chunk are alive at a time.
+    the activations of only one chunk are alive at a time. Over several devices each chunk's
+    rows are split between them.
     """
     n = x_real.shape[0]
     chunk = config.chunk_size
@@ -190,6 +193,7 @@ def real_loss_and_grad(config, variables, x_real, y_real):
     xs = xs.reshape((n_chunks, chunk) + x_real.shape[1:])
     ys = ys.reshape((n_chunks, chunk) + y_real.shape[1:])
     weights = weights.reshape(n_chunks, chunk)
+    xs, ys, weights = (config.placement.rows(a, axis=1) for a in (xs, ys, weights))
 
     def body(acc, batch):
         xc, yc, wc = batch
@@ -281,7 +285,8 @@ def _real_batch(config, key, X_real, Y_real, weights):
         x, y = X_real, Y_real
     if config.augmentation is not None:
         x = config.augmentation(aug_key, x)
-    return x, y
+    # Split the real batch over the devices; everything else stays replicated.
+    return config.placement.rows(x), config.placement.rows(y)
 
 
 def _meta_gradient(state, n_unroll, X_real, Y_real, class_rows, hyper, config, carry=None):
@@ -541,6 +546,10 @@ class RaTBPTTDistiller(BaseDistiller):
     checkpoint_every : int, default=500
     log_every : int, default=50
         Meta-steps between reads of the loss (progress bar, ``history_``, divergence check).
+    devices : int, list of jax.Device or None, default=None
+        ``None``: the default device. An int ``k`` (the first ``k`` devices) or a list of devices:
+        the real batch is sharded over them (the synthetic set and networks are replicated);
+        ``batch_size`` and ``real_chunk_size`` are rounded down to multiples of their number.
     verbose : int, default=0
     random_state : int, RandomState instance or None, default=None
 
@@ -598,6 +607,7 @@ class RaTBPTTDistiller(BaseDistiller):
         "hardness_sampling": ["boolean"],
         "hardness_models": [Interval(Integral, 1, None, closed="left")],
         "hardness_every": [Interval(Integral, 1, None, closed="left")],
+        "devices": DEVICES_CONSTRAINT,
     }
 
     _supports_warm_start = True
@@ -607,8 +617,8 @@ class RaTBPTTDistiller(BaseDistiller):
                  learn_labels=False, augment="auto", init="noise", model=None, rematerialize=True,
                  prefix_loop="auto", real_chunk_size=1024, hardness_sampling=False, hardness_models=4,
                  hardness_every=200, image_shape=None, n_eval_models=5, eval_steps="auto",
-                 eval_model=None, checkpoint=None, checkpoint_every=500, log_every=50, verbose=0,
-                 random_state=None):
+                 eval_model=None, checkpoint=None, checkpoint_every=500, log_every=50, devices=None,
+                 verbose=0, random_state=None):
         self.ipc = ipc
         self.n_steps = n_steps
         self.learning_rate = learning_rate
@@ -635,6 +645,7 @@ class RaTBPTTDistiller(BaseDistiller):
         self.checkpoint = checkpoint
         self.checkpoint_every = checkpoint_every
         self.log_every = log_every
+        self.devices = devices
         self.verbose = verbose
         self.random_state = random_state
 
@@ -745,13 +756,15 @@ class RaTBPTTDistiller(BaseDistiller):
         per_class = (counts[0] if self.inner_batch_size is None
                      else int(np.clip(self.inner_batch_size // n_classes, 1, counts[0])))
 
-        batch_size = min(int(self.batch_size), len(X))
+        placement = data_parallel(self.devices)
+        batch_size = placement.batch_size(self.batch_size, len(X))
         config = _Config(model=model, window=int(self.window), unroll=int(self.unroll),
                          schedule=self.schedule, per_class=int(per_class), batch_size=batch_size,
-                         chunk_size=int(min(self.real_chunk_size, batch_size)),
+                         chunk_size=placement.batch_size(self.real_chunk_size, batch_size,
+                                                         "real_chunk_size"),
                          augmentation=self._augmentation(sample_shape),
                          learn_labels=bool(self.learn_labels), remat=bool(self.rematerialize),
-                         hardness=bool(self.hardness_sampling))
+                         hardness=bool(self.hardness_sampling), placement=placement)
         hyper = hyperparameters(self.n_steps, self.learning_rate, self.inner_learning_rate)
         state = init_state(x_syn, labels, loop_key, len(X) if config.hardness else None)
 
@@ -760,11 +773,10 @@ class RaTBPTTDistiller(BaseDistiller):
         if self.checkpoint is not None and os.path.exists(self.checkpoint):
             state, start_step, extra = restore_state(self.checkpoint, state, ckpt_config)
             history = extra.get("history")
-        state = jax.tree.map(jnp.asarray, state)
-
-        X_real = jnp.asarray(X, jnp.float32)
-        Y_real = jnp.asarray(np.eye(n_classes, dtype=np.float32)[y])
-        class_rows, row_scale = jnp.asarray(class_rows), jnp.asarray(row_scale)
+        # The real data goes to the device(s) once; batches are gathered there.
+        state, X_real, Y_real, class_rows, row_scale, hyper = placement.put(
+            (state, np.asarray(X, np.float32), np.eye(n_classes, dtype=np.float32)[y], class_rows,
+             row_scale, hyper))
         host_prefix = (self.prefix_loop == "host"
                        or (self.prefix_loop == "auto" and jax.default_backend() == "cpu"))
         seed = int(np.asarray(_key_data(loop_key)).ravel()[-1])

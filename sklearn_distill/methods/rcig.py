@@ -51,6 +51,7 @@ import optax
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from .. import _implicit, _pool
+from .._sharding import DEVICES_CONSTRAINT, DataParallel, data_parallel
 from .._training import (data_fingerprint, init_labels, init_synthetic, label_margin_loss,
                          prepend_warm_start, resolve_flip, restore_state, run_loop, scale_rows,
                          seed_description, select_tree, tree_isfinite)
@@ -86,6 +87,7 @@ class _Config(NamedTuple):
     n_backward_subset: Optional[int]
     clip_implicit: bool
     precision: str
+    placement: DataParallel = DataParallel(None, None)
 
 
 def hyperparameters(learning_rate, temperature_learning_rate, l2, max_online_steps,
@@ -360,12 +362,13 @@ def _adapt(rate, counts, due):
     return jnp.where(due, rate * factor, rate), jnp.where(due, jnp.zeros_like(counts), counts)
 
 
-def _real_batch(key, X_real, Y_real, batch_size):
+def _real_batch(key, X_real, Y_real, config):
     n = X_real.shape[0]
-    if batch_size < n:
-        rows = jax.random.choice(key, n, (batch_size,), replace=False)
-        return X_real[rows], Y_real[rows]
-    return X_real, Y_real
+    if config.batch_size < n:
+        rows = jax.random.choice(key, n, (config.batch_size,), replace=False)
+        X_real, Y_real = X_real[rows], Y_real[rows]
+    # Split the real batch over the devices; everything else stays replicated.
+    return config.placement.rows(X_real), config.placement.rows(Y_real)
 
 
 def _meta_step_impl(state, X_real, Y_real, hyper, config):
@@ -373,7 +376,7 @@ def _meta_step_impl(state, X_real, Y_real, hyper, config):
     pool = state["pool"]
     index = _pool.sample_index(index_key, pool.steps.shape[0])
     variables = _pool.get_member(pool.variables, index)
-    x_real, onehot_real = _real_batch(batch_key, X_real, Y_real, config.batch_size)
+    x_real, onehot_real = _real_batch(batch_key, X_real, Y_real, config)
     psi = {"x": state["x"], "y": state["y"], "log_temp": state["log_temp"]}
     loss, direct, implicit, aux = meta_gradient_parts(
         psi, variables, x_real, onehot_real, grad_key, state["inner_lr"], state["hinv_lr"],
@@ -429,7 +432,7 @@ def _probe(state, X_real, Y_real, inner_lr, hinv_lr, hyper, config):
     """Classify the inner and Hessian-inverse traces of one meta-step at the given rates."""
     key, batch_key, grad_key = jax.random.split(state["key"], 3)
     variables = _pool.get_member(state["pool"].variables, 0)
-    x_real, onehot_real = _real_batch(batch_key, X_real, Y_real, config.batch_size)
+    x_real, onehot_real = _real_batch(batch_key, X_real, Y_real, config)
     psi = {"x": state["x"], "y": state["y"], "log_temp": state["log_temp"]}
     _, _, _, aux = meta_gradient_parts(psi, variables, x_real, onehot_real, grad_key, inner_lr,
                                        hinv_lr, hyper["l2"], config)
@@ -537,7 +540,7 @@ class RCIGDistiller(BaseDistiller):
     precision : {"highest", "high", "default"}, default="highest"
     image_shape, n_eval_models, eval_steps, eval_model :
         As for :class:`~sklearn_distill.FRePoDistiller`.
-    checkpoint, checkpoint_every, log_every, verbose, random_state :
+    checkpoint, checkpoint_every, log_every, devices, verbose, random_state :
         As for :class:`~sklearn_distill.FRePoDistiller`.
 
     Attributes
@@ -586,6 +589,7 @@ class RCIGDistiller(BaseDistiller):
         "n_backward_subset": [Interval(Integral, 1, None, closed="left"), None],
         "clip_implicit": ["boolean"],
         "precision": [StrOptions({"highest", "high", "default"})],
+        "devices": DEVICES_CONSTRAINT,
     }
 
     def __init__(self, ipc=1, *, n_steps=1000, learning_rate=3e-3, temperature_learning_rate=3e-2,
@@ -595,7 +599,7 @@ class RCIGDistiller(BaseDistiller):
                  hinv_solver="adam", l2=5e-4, n_backward_subset=None, clip_implicit=True,
                  precision="highest", image_shape=None, n_eval_models=5, eval_steps="auto",
                  eval_model=None, checkpoint=None, checkpoint_every=1000, log_every=100,
-                 verbose=0, random_state=None):
+                 devices=None, verbose=0, random_state=None):
         self.ipc = ipc
         self.n_steps = n_steps
         self.learning_rate = learning_rate
@@ -625,6 +629,7 @@ class RCIGDistiller(BaseDistiller):
         self.checkpoint = checkpoint
         self.checkpoint_every = checkpoint_every
         self.log_every = log_every
+        self.devices = devices
         self.verbose = verbose
         self.random_state = random_state
 
@@ -654,7 +659,7 @@ class RCIGDistiller(BaseDistiller):
         params = {k: v for k, v in self.get_params().items()
                   if k not in ("checkpoint", "checkpoint_every", "log_every", "verbose",
                                "n_eval_models", "eval_steps", "eval_model", "model",
-                               "random_state", "image_shape", "flip")}
+                               "random_state", "image_shape", "flip", "devices")}
         return {"method": "RCIG", **{k: (v if isinstance(v, (str, bool, type(None))) else float(v))
                                      for k, v in params.items()},
                 "flip": bool(flip), "model": repr(model), "random_state": seed,
@@ -672,13 +677,15 @@ class RCIGDistiller(BaseDistiller):
         if self.n_backward_subset is not None and self.n_backward_subset > n_syn:
             raise ValueError(f"`n_backward_subset`={self.n_backward_subset} exceeds the "
                              f"{n_syn} synthetic samples.")
-        config = _Config(model=model, batch_size=min(int(self.batch_size), len(X)),
+        placement = data_parallel(self.devices)
+        config = _Config(model=model, batch_size=placement.batch_size(self.batch_size, len(X)),
                          learn_labels=bool(self.learn_labels), flip=flip,
                          n_inner=int(self.n_inner), n_hinv=int(self.n_hinv),
                          hinv_solver=self.hinv_solver, online_steps=int(self.online_steps),
                          n_backward_subset=(None if self.n_backward_subset is None
                                             else int(self.n_backward_subset)),
-                         clip_implicit=bool(self.clip_implicit), precision=self.precision)
+                         clip_implicit=bool(self.clip_implicit), precision=self.precision,
+                         placement=placement)
         hyper = hyperparameters(self.learning_rate, self.temperature_learning_rate, self.l2,
                                 self.max_online_steps, self.online_learning_rate)
 
@@ -691,8 +698,10 @@ class RCIGDistiller(BaseDistiller):
             hyper["row_scale"] = jnp.asarray(row_scale)
         state = init_state(x_syn, labels, pool_key, loop_key, model, self.pool_size,
                            self.max_online_steps)
-        X_real = jnp.asarray(X, jnp.float32)
-        Y_real = jnp.asarray(np.eye(n_classes, dtype=np.float32)[y])
+        # The real data goes to the device(s) once; batches are gathered there.
+        X_real, Y_real, hyper = placement.put((np.asarray(X, np.float32),
+                                               np.eye(n_classes, dtype=np.float32)[y], hyper))
+        state = placement.put(state)
 
         ckpt_config = self._checkpoint_config(X, y, flip, model, warm_start)
         start_step, history = 0, None
@@ -705,8 +714,8 @@ class RCIGDistiller(BaseDistiller):
                 None if self.inner_learning_rate == "auto" else float(self.inner_learning_rate),
                 None if self.hinv_learning_rate == "auto" else float(self.hinv_learning_rate))
             state = {**state, "inner_lr": jnp.float32(inner_lr), "hinv_lr": jnp.float32(hinv_lr)}
-        # Distinct buffers for every leaf: the meta-step donates its state.
-        state = jax.tree.map(lambda a: jnp.array(a, copy=True), state)
+        # Distinct buffers for every leaf (the meta-step donates its state), on the device(s).
+        state = placement.put(jax.tree.map(lambda a: jnp.array(a, copy=True), state))
 
         result = run_loop(lambda s: _meta_step(s, X_real, Y_real, hyper, config), state,
                           n_steps=self.n_steps, start_step=start_step, log_every=self.log_every,

@@ -59,6 +59,7 @@ from flax import traverse_util
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 
 from .._jax import library_prng
+from .._sharding import DEVICES_CONSTRAINT, DataParallel, data_parallel
 from .._training import (centred_one_hot, data_fingerprint, init_labels, init_synthetic, run_loop,
                          select_tree, tree_isfinite)
 from .._validation import random_seed
@@ -165,6 +166,7 @@ class _KRRConfig(NamedTuple):
     batch_size: int
     learn_labels: bool
     precision: str
+    placement: DataParallel = DataParallel(None, None)
 
 
 def _renew_impl(state, X_real, Y_real, config, new_network):
@@ -173,8 +175,10 @@ def _renew_impl(state, X_real, Y_real, config, new_network):
     variables = (init_variables(config.model, net_key, X_real.shape[1:]) if new_network
                  else state["net"])
     rows = _sample_rows(batch_key, X_real.shape[0], config.batch_size)
-    feat_t = _features(config.model, variables, X_real[rows])
-    return {**state, "key": key, "net": variables, "feat_t": feat_t, "y_t": Y_real[rows]}
+    # The real batch, and so its cached features, split over the devices.
+    feat_t = _features(config.model, variables, config.placement.rows(X_real[rows]))
+    return {**state, "key": key, "net": variables, "feat_t": feat_t,
+            "y_t": config.placement.rows(Y_real[rows])}
 
 
 _renew = jax.jit(_renew_impl, static_argnames=("config", "new_network"))
@@ -208,26 +212,26 @@ _krr_step = jax.jit(_krr_step_impl, static_argnames=("config",), donate_argnums=
 
 def _krr_run(X_real, Y_real, x0, labels0, mask, key, *, model, n_networks, steps_per_network,
              batch_size, learning_rate, ridge, learn_labels, precision="highest",
-             fixed_variables=None, log_every=100, verbose=0, description="KRR"):
+             fixed_variables=None, log_every=100, verbose=0, description="KRR",
+             placement=DataParallel(None, None)):
     """Run Alg. 4 from ``(x0, labels0)``; returns ``(x, labels, LoopResult)`` as NumPy arrays.
 
     ``fixed_variables`` replaces the first random network (the cache's fixed network); with
-    ``n_networks=1`` it is the only one.
+    ``n_networks=1`` it is the only one. ``placement`` splits the real batches over devices.
     """
-    config = _KRRConfig(model, int(min(batch_size, X_real.shape[0])), bool(learn_labels), precision)
+    config = _KRRConfig(model, placement.batch_size(batch_size, X_real.shape[0]),
+                        bool(learn_labels), precision, placement)
     net_key, loop_key = jax.random.split(key)
-    X_real = jnp.asarray(X_real, jnp.float32)
-    Y_real = jnp.asarray(Y_real, jnp.float32)
+    X_real, Y_real = placement.put((np.asarray(X_real, np.float32), np.asarray(Y_real, np.float32)))
     variables = (_init_network(model, net_key, tuple(X_real.shape[1:])) if fixed_variables is None
                  else jax.tree.map(jnp.asarray, fixed_variables))
     synthetic = {"x": jnp.asarray(x0, jnp.float32), "y": jnp.asarray(labels0, jnp.float32)}
     state = {**synthetic, "opt": optax.adam(1.0).init(synthetic), "key": jnp.array(loop_key, copy=True),
              "ok": jnp.asarray(True), "step": jnp.asarray(0, jnp.int32), "net": variables}
-    state = _renew(state, X_real, Y_real, config=config, new_network=False)
-    hyper = {"learning_rate": jnp.asarray(learning_rate, jnp.float32),
-             "ridge": jnp.asarray(ridge, jnp.float32),
-             "steps_per_network": jnp.asarray(steps_per_network, jnp.int32)}
-    mask = jnp.asarray(mask, jnp.float32)
+    state = _renew(placement.put(state), X_real, Y_real, config=config, new_network=False)
+    hyper = placement.put({"learning_rate": np.float32(learning_rate), "ridge": np.float32(ridge),
+                           "steps_per_network": np.int32(steps_per_network)})
+    mask = placement.put(np.asarray(mask, np.float32))
     result = run_loop(lambda s: _krr_step(s, X_real, Y_real, mask, hyper, config), state,
                       n_steps=int(n_networks) * int(steps_per_network), log_every=log_every,
                       verbose=verbose, description=description)
@@ -237,7 +241,7 @@ def _krr_run(X_real, Y_real, x0, labels0, mask, key, *, model, n_networks, steps
 
 def _single_network(X, y, n_classes, ipc, key, *, model, n_steps, batch_size, learning_rate, ridge,
                     learn_labels, precision, init="real", log_every=100, verbose=0,
-                    description="single network"):
+                    description="single network", placement=DataParallel(None, None)):
     """The fast single-network distillation (Alg. 4 with R = 1) of ``ipc`` rows per class."""
     init_key, run_key = jax.random.split(key)
     x0, y_syn = init_synthetic(init_key, X, y, n_classes, ipc, init)
@@ -247,7 +251,8 @@ def _single_network(X, y, n_classes, ipc, key, *, model, n_steps, batch_size, le
                                  steps_per_network=n_steps, batch_size=batch_size,
                                  learning_rate=learning_rate, ridge=ridge,
                                  learn_labels=learn_labels, precision=precision,
-                                 log_every=log_every, verbose=verbose, description=description)
+                                 log_every=log_every, verbose=verbose, description=description,
+                                 placement=placement)
     return x, y_syn, labels, result
 
 
@@ -258,6 +263,7 @@ _KRR_CONSTRAINTS = {
     "learn_labels": ["boolean"],
     "model": [HasMethods(["init", "apply"]), None],
     "ridge": [Interval(Real, 0, None, closed="left")],
+    "devices": DEVICES_CONSTRAINT,
     "precision": [StrOptions({"highest", "high", "default"})],
     "log_every": [Interval(Integral, 1, None, closed="left")],
     "verbose": ["verbose"],
@@ -317,6 +323,10 @@ class KRRDistiller(BaseDistiller):
         Evaluation network; ``None``: ``model`` without normalisation (the protocol's ConvNet).
     log_every : int, default=100
         Steps between reads of the loss (``history_``, progress bar, divergence check).
+    devices : int, list of jax.Device or None, default=None
+        ``None``: the default device. An int ``k`` (the first ``k`` devices) or a list of devices:
+        the real batch is sharded over them (the synthetic set and networks are replicated), and
+        ``batch_size`` is rounded down to a multiple of their number.
     verbose : int, default=0
         ``> 0`` shows a progress bar.
     random_state : int, RandomState instance or None, default=None
@@ -365,7 +375,7 @@ class KRRDistiller(BaseDistiller):
     def __init__(self, ipc=1, *, n_steps=1000, n_networks=None, learning_rate=0.01, batch_size=1024,
                  learn_labels=True, init="real", model=None, ridge=1e-6, precision="highest",
                  image_shape=None, n_eval_models=5, eval_steps="auto", eval_model=None,
-                 log_every=100, verbose=0, random_state=None):
+                 log_every=100, devices=None, verbose=0, random_state=None):
         self.ipc = ipc
         self.n_steps = n_steps
         self.n_networks = n_networks
@@ -381,6 +391,7 @@ class KRRDistiller(BaseDistiller):
         self.eval_steps = eval_steps
         self.eval_model = eval_model
         self.log_every = log_every
+        self.devices = devices
         self.verbose = verbose
         self.random_state = random_state
 
@@ -400,7 +411,8 @@ class KRRDistiller(BaseDistiller):
             model=model, n_networks=n_networks, steps_per_network=self.n_steps // n_networks,
             batch_size=self.batch_size, learning_rate=self.learning_rate, ridge=self.ridge,
             learn_labels=self.learn_labels, precision=self.precision, log_every=self.log_every,
-            verbose=self.verbose, description=f"KRR (R={n_networks})")
+            verbose=self.verbose, description=f"KRR (R={n_networks})",
+            placement=data_parallel(self.devices))
         self.n_networks_ = n_networks
         self.stop_reason_ = result.stop_reason
         return DistillationResult(X=x, y=y_syn, soft_labels=labels, n_iter=result.step,
@@ -596,6 +608,7 @@ class _TranslatorConfig(NamedTuple):
     fresh_rows: bool  # adaptation: a fresh real batch per step; pre-training: the task's rows
     batch_size: int
     precision: str
+    placement: DataParallel = DataParallel(None, None)
 
 
 def _task_loss(params, task, net_key, row_key, bank, X_real, Y_real, ridge, config):
@@ -607,7 +620,8 @@ def _task_loss(params, task, net_key, row_key, bank, X_real, Y_real, ridge, conf
     else:
         rows, y_t = bank["rows"][task], bank["targets"][task]
     variables = init_variables(config.model, net_key, X_real.shape[1:])
-    feat_t = jax.lax.stop_gradient(_features(config.model, variables, X_real[rows]))
+    x_t, y_t = config.placement.rows(X_real[rows]), config.placement.rows(y_t)
+    feat_t = jax.lax.stop_gradient(_features(config.model, variables, x_t))
     x_translated = _translate_apply(config.network, params, x)
     return masked_krr_loss(config.model, variables, x_translated, labels, mask, feat_t, y_t, ridge,
                            config.precision)
@@ -657,21 +671,22 @@ def _validation_loss(params, bank, X_real, Y_real, ridge, config, key, n_draws):
 
 def _train_translator(translator, bank, X_real, Y_real, key, *, model, n_steps, learning_rate,
                       ridge, tasks_per_step, fresh_rows, batch_size, precision, n_eval, log_every,
-                      verbose, description):
+                      verbose, description, placement=DataParallel(None, None)):
     """Adam on the translator's parameters; returns ``(PretrainedTranslator, record)``."""
+    if fresh_rows:
+        batch_size = placement.batch_size(batch_size, X_real.shape[0])
     config = _TranslatorConfig(translator.network, model, int(tasks_per_step), bool(fresh_rows),
-                               int(min(batch_size, X_real.shape[0])), precision)
-    bank = jax.tree.map(jnp.asarray, bank)
-    X_real = jnp.asarray(X_real, jnp.float32)
-    Y_real = jnp.asarray(Y_real, jnp.float32)
-    ridge_arr = jnp.asarray(ridge, jnp.float32)
+                               int(min(batch_size, X_real.shape[0])), precision, placement)
+    bank, X_real, Y_real, ridge_arr, params = placement.put(
+        (bank, np.asarray(X_real, np.float32), np.asarray(Y_real, np.float32), np.float32(ridge),
+         translator.params))
     eval_key, loop_key = jax.random.split(key)
-    params = jax.tree.map(jnp.asarray, translator.params)
     before = (_validation_loss(params, bank, X_real, Y_real, ridge_arr, config, eval_key, n_eval)
               if n_eval else None)
     state = {"params": params, "opt": optax.adam(1.0).init(params),
              "key": jnp.array(loop_key, copy=True), "ok": jnp.asarray(True)}
-    hyper = {"learning_rate": jnp.asarray(learning_rate, jnp.float32), "ridge": ridge_arr}
+    state = placement.put(state)
+    hyper = {"learning_rate": placement.put(np.float32(learning_rate)), "ridge": ridge_arr}
     start = time.perf_counter()
     result = run_loop(lambda s: _translator_step(s, bank, X_real, Y_real, hyper, config), state,
                       n_steps=int(n_steps), log_every=log_every, verbose=verbose,
@@ -1014,8 +1029,8 @@ class TranslatorCache:
 
 
 def pretrain_translator(cache, X, y, *, translator=None, n_steps=1000, learning_rate=1e-3,
-                        tasks_per_step=4, model=None, ridge=None, n_eval=8, log_every=50, verbose=0,
-                        random_state=0):
+                        tasks_per_step=4, model=None, ridge=None, n_eval=8, log_every=50,
+                        devices=None, verbose=0, random_state=0):
     r"""Stage 2: train a translator on a :class:`TranslatorCache`.
 
     Each step draws ``tasks_per_step`` cached sub-tasks and, for each, a fresh random network
@@ -1050,6 +1065,8 @@ def pretrain_translator(cache, X, y, *, translator=None, n_steps=1000, learning_
         Fixed (sub-task, network) draws on which the loss is measured before and after training
         (``metadata["pretraining"]["validation_loss_before"/"_after"]``); 0 skips it.
     log_every : int, default=50
+    devices : int, list of jax.Device or None, default=None
+        Devices to shard each sub-task's real rows over (``None``: the default device).
     verbose : int, default=0
     random_state : int, RandomState instance or None, default=0
 
@@ -1093,7 +1110,7 @@ def pretrain_translator(cache, X, y, *, translator=None, n_steps=1000, learning_
             model=model, n_steps=n_steps, learning_rate=learning_rate, ridge=ridge,
             tasks_per_step=tasks_per_step, fresh_rows=False, batch_size=cfg["n_real"],
             precision=cfg["precision"], n_eval=n_eval, log_every=log_every, verbose=verbose,
-            description="pre-training translator")
+            description="pre-training translator", placement=data_parallel(devices))
     record.update(cache_config=cfg, n_tasks=len(tasks), source=cache.data_info)
     trained.metadata.setdefault("pretraining", []).append(record)
     return trained
@@ -1146,6 +1163,10 @@ class TranslatorDistiller(BaseDistiller):
     eval_steps : int or "auto", default="auto"
     eval_model : flax.linen.Module or None, default=None
     log_every : int, default=100
+    devices : int, list of jax.Device or None, default=None
+        ``None``: the default device. An int ``k`` (the first ``k`` devices) or a list of devices:
+        the real batch is sharded over them (the synthetic set and networks are replicated), and
+        ``batch_size`` is rounded down to a multiple of their number.
     verbose : int, default=0
     random_state : int, RandomState instance or None, default=None
 
@@ -1199,7 +1220,8 @@ class TranslatorDistiller(BaseDistiller):
     def __init__(self, ipc=1, *, translator=None, n_steps=100, learning_rate=0.01, batch_size=1024,
                  learn_labels=True, model=None, ridge=1e-6, precision="highest", adapt_ipc=None,
                  adapt_steps=100, adapt_learning_rate=1e-3, image_shape=None, n_eval_models=5,
-                 eval_steps="auto", eval_model=None, log_every=100, verbose=0, random_state=None):
+                 eval_steps="auto", eval_model=None, log_every=100, devices=None, verbose=0,
+                 random_state=None):
         self.ipc = ipc
         self.translator = translator
         self.n_steps = n_steps
@@ -1217,6 +1239,7 @@ class TranslatorDistiller(BaseDistiller):
         self.eval_steps = eval_steps
         self.eval_model = eval_model
         self.log_every = log_every
+        self.devices = devices
         self.verbose = verbose
         self.random_state = random_state
 
@@ -1256,7 +1279,8 @@ class TranslatorDistiller(BaseDistiller):
         translator = self._resolve_translator(channels, translator_key)
         common = dict(model=model, n_steps=self.n_steps, batch_size=self.batch_size,
                       learning_rate=self.learning_rate, ridge=self.ridge,
-                      learn_labels=self.learn_labels, precision=self.precision)
+                      learn_labels=self.learn_labels, precision=self.precision,
+                      placement=data_parallel(self.devices))
         x1, y1, labels1, result = _single_network(X, y, n_classes, self.ipc, single_key,
                                                   log_every=self.log_every, verbose=self.verbose,
                                                   **common)
@@ -1277,7 +1301,8 @@ class TranslatorDistiller(BaseDistiller):
                 model=model, n_steps=self.adapt_steps, learning_rate=self.adapt_learning_rate,
                 ridge=self.ridge, tasks_per_step=1, fresh_rows=True, batch_size=self.batch_size,
                 precision=self.precision, n_eval=2 * len(ipcs), log_every=self.log_every,
-                verbose=self.verbose, description="adapting translator")
+                verbose=self.verbose, description="adapting translator",
+                placement=common["placement"])
             record["adapt_ipc"] = list(ipcs)
             translator.metadata.setdefault("adaptation", []).append(
                 {k: v for k, v in record.items() if k != "history"})
