@@ -25,7 +25,7 @@ from .methods.rcig import RCIGDistiller
 from .methods.ratbptt import BoostedDistiller, RaTBPTTDistiller
 from .methods.translator import (KRRDistiller, PretrainedTranslator, Translator, TranslatorCache,
                                  TranslatorDistiller, pretrain_translator)
-from .networks import MLP, ConvNet
+from .networks import MLP, VGG11, ConvNet, ResNet18
 from .plotting import plot_label_heatmap, plot_learning_curve, plot_synthetic_images
 from .preprocessing import ImageStandardizer, ZCAWhitening
 from .privacy import MembershipInferenceEvaluator, MembershipInferenceResult
@@ -38,7 +38,7 @@ __all__ = [
     "KRRDistiller", "TranslatorDistiller", "Translator", "PretrainedTranslator", "TranslatorCache",
     "pretrain_translator",
     "NeuralNetClassifier", "DistilledClassifier", "EvaluationResult", "evaluate",
-    "ConvNet", "MLP", "ImageAugmentation",
+    "ConvNet", "MLP", "ResNet18", "VGG11", "ImageAugmentation",
     "ZCAWhitening", "ImageStandardizer",
     "load_digits_images", "load_benchmark",
     "SyntheticSet", "save_synthetic_set", "load_synthetic_set",

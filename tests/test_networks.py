@@ -70,3 +70,119 @@ def test_specs_are_hashable_picklable_and_validated():
         MLP().init(jax.random.PRNGKey(0), jnp.zeros((1, 3)))
     with pytest.raises(ValueError, match="model"):
         with_num_classes("convnet", 3)
+
+
+# --------------------------------------------------------------------------------------------
+# ResNet18 and VGG11 (the cross-architecture networks)
+# --------------------------------------------------------------------------------------------
+
+from sklearn.base import clone  # noqa: E402
+
+from sklearn_distill import VGG11, NeuralNetClassifier, ResNet18, evaluate, load_digits_images  # noqa: E402
+
+
+def _n_params(net, shape, n_classes=10):
+    variables = jax.eval_shape(
+        lambda: init_variables(with_num_classes(net, n_classes), jax.random.PRNGKey(0), shape))
+    return sum(int(np.prod(a.shape)) for a in jax.tree.leaves(variables["params"]))
+
+
+@pytest.mark.parametrize("cls", [ResNet18, VGG11])
+@pytest.mark.parametrize("norm, shape", [("none", (8, 8, 1)), ("instance", (8, 8, 1)),
+                                         ("layer", (8, 8, 1)), ("batch", (8, 8, 1)),
+                                         ("batch", (28, 28, 1)), ("none", (32, 32, 3))])
+def test_cross_architecture_nets_output_shapes(cls, norm, shape):
+    net = with_num_classes(cls(width=2, norm=norm), 5)
+    variables = init_variables(net, jax.random.PRNGKey(0), shape)
+    assert ("batch_stats" in variables) == (norm == "batch") == has_batch_norm(net)
+    x = jax.random.normal(jax.random.PRNGKey(1), (3,) + shape)
+    assert net.apply(variables, x).shape == (3, 5)
+    # Penultimate features: 8 * width channels, pooled (ResNet) or on a 1x1 map (VGG).
+    assert net.apply(variables, x, return_features=True).shape == (3, 16)
+    if norm == "batch":
+        logits, state = net.apply(variables, x, train=True, mutable=["batch_stats"])
+        assert logits.shape == (3, 5)
+        before = jax.tree.leaves(variables["batch_stats"])
+        after = jax.tree.leaves(state["batch_stats"])
+        assert len(before) == len(after) and any(not np.allclose(a, b) for a, b in zip(before, after))
+    else:
+        assert net.apply(variables, x, train=True).shape == (3, 5)
+
+
+def test_cross_architecture_nets_distinguish_inputs_on_small_maps():
+    # On 8x8 digits VGG11's last convolutions see a 1x1 map; instance norm is skipped there, so
+    # different images still give different features.
+    for net in (VGG11(width=2, norm="instance"), ResNet18(width=2, norm="instance")):
+        net = with_num_classes(net, 3)
+        variables = init_variables(net, jax.random.PRNGKey(0), (8, 8, 1))
+        x = jax.random.normal(jax.random.PRNGKey(1), (4, 8, 8, 1))
+        feats = np.asarray(net.apply(variables, x, return_features=True))
+        assert np.ptp(feats, axis=0).max() > 1e-4
+
+
+def test_resnet18_parameter_count_matches_standard_architecture():
+    # The CIFAR ResNet-18 (3x3 stem, no max-pool, bias-free convolutions before batch norm,
+    # 1x1 projection shortcuts, 512 -> 10 head) has 11,173,962 parameters.
+    assert _n_params(ResNet18(width=64, norm="batch"), (32, 32, 3)) == 11_173_962
+    # Without norm: 9,600 batch-norm scales/shifts fewer, 4,800 convolution biases more.
+    assert _n_params(ResNet18(width=64, norm="none"), (32, 32, 3)) == 11_173_962 - 9_600 + 4_800
+
+
+def test_vgg11_parameter_count_matches_standard_architecture():
+    # Configuration A on 32x32x3 with convolution biases and a 512 -> 10 linear head:
+    # 3*3*(3*64 + 64*128 + 128*256 + 256*256 + 256*512 + 3*512*512) weights
+    # + (64 + 128 + 2*256 + 4*512) biases + 512*10 + 10 = 9,225,610.
+    weights = 9 * (3 * 64 + 64 * 128 + 128 * 256 + 256 * 256 + 256 * 512 + 3 * 512 * 512)
+    biases = 64 + 128 + 2 * 256 + 4 * 512
+    assert weights + biases + 512 * 10 + 10 == 9_225_610
+    assert _n_params(VGG11(width=64, norm="none"), (32, 32, 3)) == 9_225_610
+    # Batch norm adds a scale and a shift per channel of every convolution.
+    assert _n_params(VGG11(width=64, norm="batch"), (32, 32, 3)) == 9_225_610 + 2 * biases
+
+
+@pytest.mark.parametrize("cls", [ResNet18, VGG11])
+def test_cross_architecture_specs_pickle_clone_and_validate(cls):
+    spec = cls(width=8, norm="batch")
+    assert hash(spec) == hash(cls(width=8, norm="batch"))
+    assert pickle.loads(pickle.dumps(spec)) == spec
+    assert with_num_classes(spec, 3).num_classes == 3 and spec.num_classes is None
+    # An estimator holding the spec clones with an equal spec (scikit-learn's clone check).
+    clf = NeuralNetClassifier(model=spec, n_steps=3)
+    assert clone(clf).get_params()["model"] == spec
+    # The protocol's evaluation network of a distiller is its model without norm.
+    assert spec.clone(norm="none", activation="relu", parent=None).norm == "none"
+    with pytest.raises(ValueError, match="norm"):
+        cls(norm="group")
+    with pytest.raises(ValueError, match="width"):
+        cls(width=0)
+    with pytest.raises(ValueError, match="num_classes"):
+        spec.init(jax.random.PRNGKey(0), jnp.zeros((1, 8, 8, 1)))
+
+
+@pytest.fixture(scope="module")
+def digits_split():
+    X, y = load_digits_images(return_X_y=True)
+    X = ((X - X.mean()) / X.std()).astype(np.float32)
+    return X[:1000], y[:1000], X[1000:], y[1000:]
+
+
+@pytest.mark.parametrize("model", [ResNet18(width=4, norm="batch"), VGG11(width=4, norm="batch")],
+                         ids=["resnet18", "vgg11"])
+def test_cross_architecture_nets_train_above_chance_on_digits(model, digits_split):
+    X_tr, y_tr, X_te, y_te = digits_split
+    clf = NeuralNetClassifier(model=model, n_steps=60, batch_size=64, learning_rate=1e-2,
+                              augment="none", random_state=0).fit(X_tr, y_tr)
+    # Batch statistics are trained and kept with the fitted classifier (used at prediction).
+    assert "batch_stats" in clf.variables_
+    score = clf.score(X_te, y_te)
+    assert score > 0.5  # chance is 0.1
+    # The fitted classifier pickles and predicts the same afterwards.
+    assert pickle.loads(pickle.dumps(clf)).score(X_te, y_te) == score
+
+
+def test_cross_architecture_net_in_evaluate(digits_split):
+    X_tr, y_tr, X_te, y_te = digits_split
+    result = evaluate(X_tr[:200], y_tr[:200], X_te, y_te, n_models=2,
+                      model=ResNet18(width=4, norm="batch"), n_steps=30, learning_rate=3e-3,
+                      batch_size=64, augment="none", random_state=0)
+    assert result.scores.shape == (2,) and result.mean > 0.2
