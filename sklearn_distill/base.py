@@ -105,8 +105,8 @@ class BaseDistiller(BaseEstimator):
     ``_parameter_constraints``; this class provides ``fit``, ``fit_resample``, ``score``,
     ``save`` and the fitted attributes of the contract.
 
-    Fitted attributes
-    -----------------
+    Attributes
+    ----------
     synthetic_X_ : ndarray
         Synthetic inputs, in the layout of the ``X`` given to ``fit``.
     synthetic_y_ : ndarray
