@@ -26,7 +26,8 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from _common import machine_info, machine_summary, write_results  # noqa: E402
+from _common import (machine_info, machine_summary, probe_seconds_per_step,  # noqa: E402
+                     write_results)
 from bench_frepo import PAPER as FREPO_PAPER  # noqa: E402
 from bench_frepo import RANDOM_PAPER, load  # noqa: E402
 
@@ -34,12 +35,6 @@ RESULTS = os.path.join(HERE, "results")
 # RCIG's published accuracies (%), ConvNet, from the shared reference table.
 PAPER = {("mnist", 1): "94.7 ± 0.5", ("mnist", 10): "98.9 ± 0.0", ("mnist", 50): "99.2 ± 0.0",
          ("cifar10", 1): "53.9 ± 1.0", ("cifar10", 10): "69.1 ± 0.4", ("cifar10", 50): "73.5 ± 0.3"}
-
-
-def _per_step_seconds(make, X, y, probe_steps):
-    est = make(probe_steps, max(1, probe_steps // 3)).fit(X, y)
-    t = np.diff(est.history_["time"])
-    return float(np.median(t) / max(1, probe_steps // 3))
 
 
 def accuracy(args):
@@ -77,7 +72,7 @@ def accuracy(args):
         for name, make in (("rcig", make_rcig), ("frepo", make_frepo)):
             n_steps = args.steps
             if args.seconds:
-                per_step = _per_step_seconds(make, X_tr, y_tr, 30)
+                per_step = probe_seconds_per_step(make, X_tr, y_tr, 30)
                 n_steps = max(1, int(args.seconds / per_step))
                 print(f"{name} ipc {ipc}: {1000 * per_step:.0f} ms per meta-step -> {n_steps} "
                       f"steps", flush=True)
