@@ -229,7 +229,8 @@ def fit_worker(job):
         fit = {"fraction": fraction, "seconds": wall, "n_iter": int(getattr(est, "n_iter_", 0)),
                "stop_reason": getattr(est, "stop_reason_", None),
                "X": np.asarray(est.synthetic_X_, np.float32), "y": np.asarray(est.synthetic_y_),
-               "soft": None if soft is None else np.asarray(soft, np.float32)}
+               "soft": None if soft is None else np.asarray(soft, np.float32),
+               "x_std_ratio": float(np.std(est.synthetic_X_) / np.std(X))}
         history = getattr(est, "history_", None) or {}
         if history.get("loss"):
             fit["final_loss"] = float(history["loss"][-1])
@@ -405,6 +406,7 @@ def run(args):
                            "warmup_seconds": out["warmup_seconds"],
                            "calibration": out["calibration"], "peak_rss_mib": rss,
                            "stop_reason": fit["stop_reason"], "final_loss": fit.get("final_loss"),
+                           "x_std_ratio": fit["x_std_ratio"],
                            "published": published(method, dataset, ipc), **res}
                     if method == "translator":
                         pre = state["pretraining"][dataset]
@@ -529,6 +531,18 @@ def _settings_lines(state):
     ]
 
 
+def _scale_notes(rows, limit=3.0):
+    """A note on sets whose pixels are on another scale than the training data's."""
+    off = [r for r in rows if r.get("x_std_ratio") and not 1 / limit < r["x_std_ratio"] < limit]
+    if not off:
+        return []
+    return ["Sets whose pixel standard deviation is off the training data's by more than "
+            f"{limit:g}x (networks trained on them see inputs on another scale than the test "
+            "images): " + "; ".join(f"{DATASET_LABELS.get(r['dataset'], r['dataset'])} ipc "
+                                    f"{r['ipc']} {LABELS[r['method']]} {r['x_std_ratio']:.1f}x"
+                                    for r in off) + ".", ""]
+
+
 def _rcig_rates_words(state):
     if state["args"].rcig_rates == "search":
         return ("from its start-up search, run once per set in the calibration (its time, "
@@ -580,6 +594,7 @@ def write_comparison(state):
              "budget: the translator's pre-training on the dataset (cache + pre-training, shared by "
              "both ipc), and RCIG's start-up learning-rate search where it ran (see the settings). "
              "Accuracy against wall time: `comparison_time.png`.", "", table, "",
+             *_scale_notes(rows),
              "## Settings (CPU scale: every reduction from the papers is listed)", "",
              *_settings_lines(state), ""]
     if state["pretraining"]:
