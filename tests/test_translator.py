@@ -157,6 +157,43 @@ def test_translator_save_load_other_resolution_and_channels(tmp_path, digits):
         PretrainedTranslator.load(tmp_path / "other.npz")
 
 
+
+def test_translator_output_keeps_each_samples_mean_and_std():
+    # The KRR loss does not hold the output scale (see Translator); the anchor must, whatever the
+    # parameters. A constant (zero-padded) sample must not give a non-finite gradient.
+    rng = np.random.default_rng(0)
+    with library_prng():
+        for shape in ((8, 8, 2), (1, 1, 6)):  # images; tabular rows as 1x1 images
+            xs = rng.normal(0.3, 2.0, size=(4,) + shape).astype(np.float32)
+            xs[3] = 0.0
+            xs = jnp.asarray(xs)
+            anchored, free = Translator(width=4, depth=1), Translator(width=4, depth=1,
+                                                                       match_moments=False)
+            params = jax.jit(anchored.init)(jax.random.PRNGKey(1), xs)["params"]
+            params = jax.tree.map(lambda p: p + 0.5 * jax.random.normal(jax.random.PRNGKey(2),
+                                                                         p.shape), params)
+            out_a = np.asarray(anchored.apply({"params": params}, xs))
+            out_f = np.asarray(free.apply({"params": params}, xs))
+            axes = tuple(range(1, xs.ndim))
+            xs = np.asarray(xs)
+            np.testing.assert_allclose(out_a.mean(axes), xs.mean(axes), atol=1e-4)
+            np.testing.assert_allclose(out_a.std(axes), xs.std(axes), rtol=1e-4, atol=1e-5)
+            assert not np.allclose(out_f[:3].std(axes), xs[:3].std(axes), rtol=1e-2)
+            assert not np.allclose(out_a, xs, atol=1e-2)  # the anchor leaves the shape free
+            grads = jax.grad(lambda p: jnp.sum(anchored.apply({"params": p}, xs) ** 2))(params)
+            assert all(np.all(np.isfinite(g)) for g in jax.tree.leaves(grads))
+
+
+def test_translators_saved_without_the_anchor_load_without_it(tmp_path):
+    t = PretrainedTranslator.identity(Translator(width=4, depth=1, match_moments=False), channels=1)
+    loaded = PretrainedTranslator.load(t.save(tmp_path / "free"))
+    assert loaded.network.match_moments is False and "match_moments=False" in repr(loaded)
+    spec = T._module_to_json(Translator(width=4, depth=1))
+    assert spec["fields"]["match_moments"] is True
+    del spec["fields"]["match_moments"]  # a file written before the field existed
+    assert T._module_from_json(spec).match_moments is False
+    assert T._module_from_json(T._module_to_json(Translator())).match_moments is True
+
 # -- stage 1: the cache ---------------------------------------------------------------------------
 
 def test_cache_round_trips_resumes_and_checks_its_configuration(cache, digits, tmp_path, monkeypatch):
@@ -263,4 +300,5 @@ def test_translated_set_beats_single_network_and_random_on_digits():
                       soft_labels=fitted.synthetic_y_soft_, n_models=4, model=model, n_steps=300,
                       random_state=1).mean
     rand = RandomDistiller(ipc=1, **common).fit(X_tr, y_tr).score(X_te, y_te)
-    assert acc > single + 0.01 and acc > rand + 0.1, (acc, single, rand)  # 76.5, 73.7, 59.6
+    # Measured: 77.1, 73.7, 59.6 (76.5 without the scale anchor, whose set's std drifts to 1.42).
+    assert acc > single + 0.01 and acc > rand + 0.1, (acc, single, rand)

@@ -130,6 +130,9 @@ def _module_from_json(spec):
         raise ValueError(f"Unknown network class {spec.get('class')!r} in a saved file; expected one "
                          f"of {sorted(classes)}.")
     fields = {k: (tuple(v) if isinstance(v, list) else v) for k, v in spec["fields"].items()}
+    if spec["class"] == "Translator":
+        # Translators saved before the moment anchor existed were trained without it.
+        fields.setdefault("match_moments", False)
     return classes[spec["class"]](**fields)
 
 
@@ -424,7 +427,7 @@ class KRRDistiller(BaseDistiller):
 # --------------------------------------------------------------------------------------------
 
 class Translator(_Spec, nn.Module):
-    """Fully convolutional residual encoder-decoder: ``x -> x + delta(x)``.
+    r"""Fully convolutional residual encoder-decoder: ``x -> x + delta(x)``.
 
     A 3x3 stem of ``width`` channels, ``depth`` stride-2 3x3 blocks doubling the width, and a
     decoder that resizes back to each skip connection's size (any resolution works, odd sizes
@@ -432,12 +435,30 @@ class Translator(_Spec, nn.Module):
     the change to the input and is initialised to zero, so an untrained translator is exactly
     the identity.
 
+    The KRR objective in random ReLU networks without normalisation barely changes when the
+    images are rescaled, so nothing in the loss holds the translator's output scale, and Adam's
+    noise lets it drift (the pixel std of CIFAR-10 images grew more than tenfold in a short
+    pre-training and adaptation). With ``match_moments`` (the default) each output sample is
+    therefore shifted and rescaled to the mean and standard deviation of its input sample,
+    taken over all its pixels and channels:
+
+    .. math::
+
+        \tilde x = x + \delta(x), \qquad
+        T(x) = \mu_x + \frac{\sigma_x}{\sigma_{\tilde x}} (\tilde x - \mu_{\tilde x}),
+
+    with :math:`\sigma^2` the variance plus :math:`10^{-12}`, so that constant (e.g. zero-padded)
+    samples keep a finite gradient. The identity start is exact either way.
+
     Parameters
     ----------
     width : int, default=32
         Channels of the stem.
     depth : int, default=2
         Down-sampling blocks.
+    match_moments : bool, default=True
+        Give each translated sample its input's mean and standard deviation (the scale anchor
+        above). ``False`` returns :math:`x + \delta(x)` unchanged.
 
     Examples
     --------
@@ -451,6 +472,7 @@ class Translator(_Spec, nn.Module):
 
     width: int = 32
     depth: int = 2
+    match_moments: bool = True
 
     def __post_init__(self):
         if int(self.width) < 1 or int(self.depth) < 0:
@@ -476,7 +498,25 @@ class Translator(_Spec, nn.Module):
             h = nn.relu(nn.Conv(self.width * 2 ** i, (3, 3), padding="SAME", name=f"up_{i}")(h))
         delta = nn.Conv(x.shape[-1], (3, 3), padding="SAME", kernel_init=nn.initializers.zeros,
                         bias_init=nn.initializers.zeros, name="out")(h)
-        return x + delta
+        if not self.match_moments:
+            return x + delta
+        return x + _moment_matched_change(x, delta)
+
+
+def _moment_matched_change(x, delta, eps=1e-12):
+    """``T(x) - x`` for the moment-anchored output (see :class:`Translator`), per sample.
+
+    Written in the centred change ``d`` rather than as ``mu + s * (x + delta - m)`` so that a
+    zero ``delta`` gives a change of exactly zero: XLA may reduce ``x`` and ``x + 0`` in a
+    different order, and the untrained translator must be the identity bit for bit.
+    """
+    axes = tuple(range(1, x.ndim))
+    x_c = x - jnp.mean(x, axis=axes, keepdims=True)
+    d = delta - jnp.mean(delta, axis=axes, keepdims=True)
+    var_x = jnp.mean(jnp.square(x_c), axis=axes, keepdims=True)
+    var_out = var_x + jnp.mean(d * (2.0 * x_c + d), axis=axes, keepdims=True)
+    ratio = jnp.sqrt((var_x + eps) / jnp.maximum(var_out + eps, eps))
+    return (ratio - 1.0) * (x_c + d) + d
 
 
 def _translate_apply(network, params, x):
@@ -591,7 +631,8 @@ class PretrainedTranslator:
     def __repr__(self):
         steps = self.metadata.get("trained_steps", 0)
         net = self.network
-        return (f"PretrainedTranslator(Translator(width={net.width}, depth={net.depth}), "
+        anchor = "" if net.match_moments else ", match_moments=False"
+        return (f"PretrainedTranslator(Translator(width={net.width}, depth={net.depth}{anchor}), "
                 f"channels={self.channels}, n_parameters={self.n_parameters}, trained_steps={steps})")
 
 
