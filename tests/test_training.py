@@ -151,3 +151,36 @@ def test_pool_reset_schedule():
     pool = update(pool, 0, jax.random.PRNGKey(300), False)  # keep=False: nothing changes
     for a, b in zip(jax.tree.leaves(before), jax.tree.leaves(pool)):
         np.testing.assert_array_equal(a, b)
+
+
+def test_online_update_has_no_conditional_on_cpu_and_masks_skipped_steps(monkeypatch):
+    # XLA's CPU backend runs convolutions inside lax.cond many times slower, so on the CPU the
+    # re-initialisation and the optional steps are computed and selected instead of branched.
+    model = with_num_classes(MLP(hidden_sizes=(4,)), 2)
+    opt = _pool.pool_optimizer(1e-2)
+    pool = _pool.init_pool(jax.random.PRNGKey(0), model, (3,), 2, 4, opt)
+    X = jnp.asarray(np.random.default_rng(0).normal(size=(6, 3)), jnp.float32)
+    Y = jnp.asarray(centred_one_hot(np.arange(6) % 2, 2))
+
+    def update(n_steps, max_steps):
+        return jax.jit(lambda p, n: _pool.online_update(
+            p, 1, jax.random.PRNGKey(1), X, Y, model=model, optimizer=opt, max_online_steps=4,
+            n_steps=n, max_steps=max_steps))
+
+    assert jax.default_backend() == "cpu"
+    jaxpr = jax.make_jaxpr(lambda p, n: _pool.online_update(
+        p, 1, jax.random.PRNGKey(1), X, Y, model=model, optimizer=opt, max_online_steps=4,
+        n_steps=n, max_steps=5))(pool, jnp.asarray(2))
+    assert "cond[" not in str(jaxpr)  # the printed jaxpr shows nested ones too
+    for n in (1, 3):
+        masked = update(None, 5)(pool, jnp.asarray(n))  # n traced, at most 5 steps
+        looped = jax.jit(lambda p: _pool.online_update(  # n static: a plain loop
+            p, 1, jax.random.PRNGKey(1), X, Y, model=model, optimizer=opt, max_online_steps=4,
+            n_steps=n))(pool)
+        for a, b in zip(jax.tree.leaves(masked), jax.tree.leaves(looped)):
+            np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+        assert int(masked.steps[1]) == int(pool.steps[1]) + n
+    monkeypatch.setattr(_pool, "_branch_free", lambda: False)  # the accelerator path
+    branched = update(None, 5)(pool, jnp.asarray(3))
+    for a, b in zip(jax.tree.leaves(branched), jax.tree.leaves(masked)):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
