@@ -60,9 +60,11 @@ _FITS = textwrap.dedent("""
     cache.extend(X, y, n_tasks=2)
     pre = [pretrain_translator(cache, X, y, translator=Translator(width=4, depth=1), n_steps=2,
                                tasks_per_step=1, n_eval=0, devices=d) for d in (None, 8)]
-    out["pretrain_translator"] = {"max_abs_diff": max(
-        float(np.max(np.abs(a - b))) for a, b in zip(jax.tree.leaves(pre[0].params),
-                                                     jax.tree.leaves(pre[1].params)))}
+    # Compared as functions: with the moment anchor a one-channel translator's output bias is
+    # a constant shift that the anchor removes, so its gradient is rounding noise that Adam
+    # scales up to whole steps, differently on each path, without changing any output.
+    out["pretrain_translator"] = {"max_abs_diff": float(
+        np.max(np.abs(pre[0].translate(X[:64]) - pre[1].translate(X[:64]))))}
     print("RESULT " + json.dumps(out))
 """)
 
