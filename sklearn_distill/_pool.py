@@ -129,7 +129,8 @@ def online_update(pool, index, key, X, targets, *, model, optimizer, max_online_
         Optimiser steps this time, all on the same rows; the counter advances by ``n_steps``.
     max_steps : int or None, default=None
         A static bound on a traced ``n_steps``: the loop is then unrolled into ``max_steps``
-        conditional steps (XLA's CPU backend runs convolutions in while loops slowly).
+        steps (XLA's CPU backend runs convolutions in while loops slowly), each computed and
+        masked on the CPU and put in a ``lax.cond`` elsewhere.
 
     Returns
     -------

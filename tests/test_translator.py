@@ -111,6 +111,28 @@ def test_krr_renews_the_network_every_floor_t_over_r_steps(digits):
                                   first["params"][layer]["kernel"])
 
 
+
+def test_krr_with_a_new_network_every_step_matches_the_branched_renewal(digits, monkeypatch):
+    # R = T renews without lax.cond (slow around convolutions on the CPU); it must draw the same
+    # networks and batches as the general, branched schedule.
+    X, y = digits
+    model = with_num_classes(TINY, 10)
+    args = (X, centred_one_hot(y, 10), X[:10], centred_one_hot(y[:10], 10),
+            np.ones(10, np.float32), jax.random.PRNGKey(5))
+    kw = dict(model=model, n_networks=4, steps_per_network=1, batch_size=128,
+              learning_rate=1e-2, ridge=1e-6, learn_labels=True, log_every=2)
+    with library_prng():
+        x_fast, y_fast, fast = T._krr_run(*args, **kw)
+        original = T._KRRConfig
+        monkeypatch.setattr(T, "_KRRConfig",
+                            lambda *a, **k: original(*a, **{**k, "renew_every_step": False}))
+        x_ref, y_ref, ref = T._krr_run(*args, **kw)
+    np.testing.assert_allclose(x_fast, x_ref, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(y_fast, y_ref, rtol=1e-5, atol=1e-6)
+    first = T._init_network(model, jax.random.split(jax.random.PRNGKey(5))[0], (8, 8, 1))
+    assert not np.array_equal(np.asarray(fast.state["net"]["params"]["conv_0"]["kernel"]),
+                              np.asarray(first["params"]["conv_0"]["kernel"]))
+
 # -- the translator -------------------------------------------------------------------------------
 
 def test_untrained_translator_is_the_identity(digits):
