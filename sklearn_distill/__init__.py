@@ -11,8 +11,7 @@ estimator and an imbalanced-learn sampler::
     (10, 8, 8, 1)
 """
 
-__version__ = "0.1.0"
-
+from ._version import __version__
 from .augment import ImageAugmentation
 from .base import BaseDistiller, DistillationResult
 from .continual import ClassIncrementalResult, class_incremental_evaluation

@@ -49,7 +49,7 @@ from .._training import (_key_data, data_fingerprint, init_synthetic, restore_st
                          scale_rows, seed_description, select_tree, tree_isfinite)
 from ..augment import ImageAugmentation
 from ..base import GRADIENT_PARAMETER_CONSTRAINTS, BaseDistiller, DistillationResult
-from ..evaluation import apply_network, predict_networks, train_step
+from .._trainer import apply_network, predict_networks, train_step
 from ..networks import MLP, ConvNet, init_variables, with_num_classes
 
 __all__ = ["RaTBPTTDistiller", "hardness_weights"]
