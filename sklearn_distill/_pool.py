@@ -24,7 +24,7 @@ from ._training import select_tree
 from ._trainer import train_step
 from .networks import init_variables
 
-__all__ = ["ModelPool", "pool_optimizer", "init_member", "init_pool", "get_member",
+__all__ = ["ModelPool", "pool_optimizer", "init_member", "init_pool", "new_pool", "get_member",
            "sample_index", "online_update"]
 
 
@@ -68,6 +68,16 @@ def init_pool(key, model, sample_shape, pool_size, max_online_steps, optimizer):
     variables, opt_state = jax.vmap(lambda k: init_member(k, model, sample_shape, optimizer))(keys)
     steps = (max_online_steps // pool_size) * jnp.arange(pool_size, dtype=jnp.int32)
     return ModelPool(variables, opt_state, steps)
+
+
+@partial(jax.jit, static_argnums=(2, 3, 4))
+def new_pool(key, max_online_steps, model, sample_shape, pool_size):
+    """:func:`init_pool` with the online optimiser (:func:`pool_optimizer`), compiled once.
+
+    Adam's state does not depend on the learning rate, so the pool is built with rate 1 and the
+    meta-step's own rate is applied when it trains a member.
+    """
+    return init_pool(key, model, sample_shape, pool_size, max_online_steps, pool_optimizer(1.0))
 
 
 def _branch_free():

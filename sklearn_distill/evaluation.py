@@ -25,7 +25,7 @@ from sklearn.utils.validation import check_is_fitted
 from ._jax import library_prng
 from ._trainer import predict_networks, train_networks
 from ._validation import (check_random_key, validate_input, validate_training_data)
-from .networks import MLP, ConvNet, with_num_classes
+from .networks import default_network, with_num_classes
 
 __all__ = ["NeuralNetClassifier", "DistilledClassifier", "EvaluationResult", "evaluate",
            "train_networks", "predict_networks", "default_eval_model", "default_eval_steps"]
@@ -37,10 +37,7 @@ __all__ = ["NeuralNetClassifier", "DistilledClassifier", "EvaluationResult", "ev
 
 def default_eval_model(sample_shape):
     """The evaluation network for samples of this shape: ConvNet without norm, or an MLP."""
-    if len(sample_shape) == 1:
-        return MLP(hidden_sizes=(256, 256))
-    depth = 4 if min(sample_shape[:2]) >= 64 else 3
-    return ConvNet(width=128, depth=depth, norm="none")
+    return default_network(sample_shape)
 
 
 def default_eval_steps(n_train):

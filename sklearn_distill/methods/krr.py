@@ -33,14 +33,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
+from sklearn.utils._param_validation import Interval
 
-from .._sharding import DEVICES_CONSTRAINT, DataParallel, data_parallel
-from .._training import (centred_one_hot, init_labels, init_synthetic, run_loop, select_tree,
-                         tree_isfinite)
+from .._sharding import DataParallel, data_parallel
+from .._training import (centred_one_hot, init_labels, init_synthetic, run_loop, sample_rows,
+                         select_tree, tree_isfinite)
 from ..base import BaseDistiller, DistillationResult
 from ..kernels import feature_regression_loss
-from ..networks import MLP, ConvNet, init_variables, with_num_classes
+from ..networks import default_network, features, init_variables, with_num_classes
+from .gradient import GRADIENT_PARAMETER_CONSTRAINTS, OPTIMISATION_CONSTRAINTS, PRECISION_CONSTRAINT
 
 __all__ = ["KRRDistiller", "default_random_network", "masked_krr_loss"]
 
@@ -51,14 +52,7 @@ __all__ = ["KRRDistiller", "default_random_network", "masked_krr_loss"]
 
 def default_random_network(sample_shape):
     """The random networks of the KRR objective: ConvNet without norm (depth 4 from 64 px), or an MLP."""
-    if len(sample_shape) == 1:
-        return MLP(hidden_sizes=(256, 256))
-    depth = 4 if min(sample_shape[:2]) >= 64 else 3
-    return ConvNet(width=128, depth=depth, norm="none")
-
-
-def _features(model, variables, x):
-    return model.apply(variables, x, train=False, return_features=True)
+    return default_network(sample_shape)
 
 
 def masked_krr_loss(model, variables, x_syn, y_syn, mask, feat_t, y_t, ridge, precision="highest"):
@@ -69,7 +63,7 @@ def masked_krr_loss(model, variables, x_syn, y_syn, mask, feat_t, y_t, ridge, pr
     :math:`\lambda = \lambda_0 \lVert F_s \rVert_F^2 / n_{\text{valid}}`, as without padding.
     Padded label columns (zero in ``y_syn`` and ``y_t``) contribute nothing.
     """
-    feat_s = _features(model, variables, x_syn) * mask[:, None]
+    feat_s = features(model, variables, x_syn) * mask[:, None]
     y_s = y_syn * mask[:, None]
     n_valid = jnp.maximum(jnp.sum(mask), 1.0)
     reg = ridge * (mask.shape[0] / n_valid)
@@ -79,12 +73,6 @@ def masked_krr_loss(model, variables, x_syn, y_syn, mask, feat_t, y_t, ridge, pr
 @partial(jax.jit, static_argnums=(0, 2))
 def _init_network(model, key, sample_shape):
     return init_variables(model, key, sample_shape)
-
-
-def _sample_rows(key, n, batch_size):
-    if batch_size < n:
-        return jax.random.choice(key, n, (batch_size,), replace=False)
-    return jnp.arange(n)
 
 
 # --------------------------------------------------------------------------------------------
@@ -110,9 +98,9 @@ def _renew_impl(state, X_real, Y_real, config, new_network):
     key, net_key, batch_key = jax.random.split(state["key"], 3)
     variables = (init_variables(config.model, net_key, X_real.shape[1:]) if new_network
                  else state["net"])
-    rows = _sample_rows(batch_key, X_real.shape[0], config.batch_size)
+    rows = sample_rows(batch_key, X_real.shape[0], config.batch_size)
     # The real batch, and so its cached features, split over the devices.
-    feat_t = _features(config.model, variables, config.placement.rows(X_real[rows]))
+    feat_t = features(config.model, variables, config.placement.rows(X_real[rows]))
     return {**state, "key": key, "net": variables, "feat_t": feat_t,
             "y_t": config.placement.rows(Y_real[rows])}
 
@@ -198,17 +186,11 @@ def _single_network(X, y, n_classes, ipc, key, *, model, n_steps, batch_size, le
     return x, y_syn, labels, result
 
 
-_KRR_CONSTRAINTS = {
-    "n_steps": [Interval(Integral, 1, None, closed="left")],
-    "learning_rate": [Interval(Real, 0, None, closed="neither")],
-    "batch_size": [Interval(Integral, 1, None, closed="left")],
-    "learn_labels": ["boolean"],
-    "model": [HasMethods(["init", "apply"]), None],
+# The parameters KRRDistiller and TranslatorDistiller share.
+KRR_CONSTRAINTS = {
+    **OPTIMISATION_CONSTRAINTS,
     "ridge": [Interval(Real, 0, None, closed="left")],
-    "devices": DEVICES_CONSTRAINT,
-    "precision": [StrOptions({"highest", "high", "default"})],
-    "log_every": [Interval(Integral, 1, None, closed="left")],
-    "verbose": ["verbose"],
+    "precision": PRECISION_CONSTRAINT,
 }
 
 
@@ -309,9 +291,9 @@ class KRRDistiller(BaseDistiller):
 
     _parameter_constraints = {
         **BaseDistiller._parameter_constraints,
-        **_KRR_CONSTRAINTS,
+        **KRR_CONSTRAINTS,
         "n_networks": [Interval(Integral, 1, None, closed="left"), None],
-        "init": [StrOptions({"real", "noise", "real+noise"})],
+        "init": GRADIENT_PARAMETER_CONSTRAINTS["init"],
     }
 
     def __init__(self, ipc=1, *, n_steps=1000, n_networks=None, learning_rate=0.01, batch_size=1024,

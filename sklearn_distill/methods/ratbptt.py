@@ -32,7 +32,6 @@ Boost-DD, which grows a synthetic set block by block with a gradient-based disti
 one, is :class:`~sklearn_distill.BoostedDistiller` (:mod:`sklearn_distill.methods.boosting`).
 """
 
-import os
 from functools import partial
 from numbers import Integral, Real
 from typing import Any, NamedTuple, Optional
@@ -42,15 +41,15 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
-from sklearn.utils.validation import check_is_fitted
 
-from .._sharding import DEVICES_CONSTRAINT, DataParallel, data_parallel
-from .._training import (_key_data, data_fingerprint, init_synthetic, restore_state, run_loop,
-                         scale_rows, seed_description, select_tree, tree_isfinite)
-from ..augment import ImageAugmentation
-from ..base import GRADIENT_PARAMETER_CONSTRAINTS, BaseDistiller, DistillationResult
+from .._sharding import DataParallel
 from .._trainer import apply_network, predict_networks, train_step
-from ..networks import MLP, ConvNet, init_variables, with_num_classes
+from .._training import (init_synthetic, key_data, real_batch, scale_rows, select_tree,
+                         tree_isfinite)
+from ..augment import ImageAugmentation
+from ..base import DistillationResult
+from ..networks import default_network, init_variables
+from .gradient import GradientDistiller
 
 __all__ = ["RaTBPTTDistiller", "hardness_weights"]
 
@@ -271,17 +270,11 @@ def truncated_meta_gradient(config, hyper, synthetic, class_rows, x_real, y_real
 
 
 def _real_batch(config, key, X_real, Y_real, weights):
-    n = X_real.shape[0]
+    """The real batch (drawn with the hardness ``weights``, if any), augmented."""
     batch_key, aug_key = jax.random.split(key)
-    if config.batch_size < n:
-        rows = jax.random.choice(batch_key, n, (config.batch_size,), replace=False, p=weights)
-        x, y = X_real[rows], Y_real[rows]
-    else:
-        x, y = X_real, Y_real
-    if config.augmentation is not None:
-        x = config.augmentation(aug_key, x)
-    # Split the real batch over the devices; everything else stays replicated.
-    return config.placement.rows(x), config.placement.rows(y)
+    transform = None if config.augmentation is None else partial(config.augmentation, aug_key)
+    return real_batch(batch_key, X_real, Y_real, config.batch_size, config.placement, p=weights,
+                      transform=transform)
 
 
 def _meta_gradient(state, n_unroll, X_real, Y_real, class_rows, hyper, config, carry=None):
@@ -442,13 +435,13 @@ def _label_logits(y, n_classes):
 
 def _unit_norm_noise(key, n, sample_shape):
     """Gaussian samples, each scaled to unit Euclidean norm."""
-    rng = np.random.default_rng(np.asarray(_key_data(key)).ravel().tolist())
+    rng = np.random.default_rng(np.asarray(key_data(key)).ravel().tolist())
     eps = rng.standard_normal((n,) + tuple(sample_shape))
     norms = np.sqrt(np.sum(eps.reshape(n, -1) ** 2, axis=1)).reshape((n,) + (1,) * len(sample_shape))
     return (eps / norms).astype(np.float32)
 
 
-class RaTBPTTDistiller(BaseDistiller):
+class RaTBPTTDistiller(GradientDistiller):
     r"""Dataset distillation by random truncated backpropagation through time (RaT-BPTT).
 
     Learns ``ipc`` synthetic samples per class (and optionally their labels) by differentiating
@@ -588,8 +581,7 @@ class RaTBPTTDistiller(BaseDistiller):
     """
 
     _parameter_constraints = {
-        **BaseDistiller._parameter_constraints,
-        **GRADIENT_PARAMETER_CONSTRAINTS,
+        **GradientDistiller._parameter_constraints,
         "window": [Interval(Integral, 1, None, closed="left")],
         "unroll": [Interval(Integral, 1, None, closed="left")],
         "schedule": [StrOptions({"random", "fixed", "moving"})],
@@ -602,10 +594,7 @@ class RaTBPTTDistiller(BaseDistiller):
         "hardness_sampling": ["boolean"],
         "hardness_models": [Interval(Integral, 1, None, closed="left")],
         "hardness_every": [Interval(Integral, 1, None, closed="left")],
-        "devices": DEVICES_CONSTRAINT,
     }
-
-    _supports_warm_start = True
 
     def __init__(self, ipc=1, *, n_steps=1000, learning_rate=1e-3, batch_size=256, window=20,
                  unroll=60, schedule="random", inner_learning_rate=1e-3, inner_batch_size=None,
@@ -644,22 +633,17 @@ class RaTBPTTDistiller(BaseDistiller):
         self.verbose = verbose
         self.random_state = random_state
 
-    # -- helpers --------------------------------------------------------------------------------
+    # -- the hooks of GradientDistiller ---------------------------------------------------------
 
-    def _distill_model(self, sample_shape):
-        if self.model is not None:
-            return self.model
-        if len(sample_shape) == 1:
-            return MLP(hidden_sizes=(256, 256))
-        depth = 4 if min(sample_shape[:2]) >= 64 else 3
-        return ConvNet(width=128, depth=depth, norm="instance")
+    _method_name = "RaT-BPTT"
+    # Learned labels are probabilities (the softmax of the label logits): the evaluation networks
+    # fit them with cross-entropy, as the inner training does.
+    _evaluation_loss = "ce"
+    # How the prefix runs and the real batch is chunked never changes the synthetic set.
+    _checkpoint_exclude = frozenset({"rematerialize", "prefix_loop", "real_chunk_size"})
 
-    def _eval_model(self):
-        if self.eval_model is None and self.model is None:
-            if not self.layout_.is_image:
-                return None  # the protocol's MLP
-            return self._distill_model(self.layout_.sample_shape).clone(norm="none", parent=None)
-        return super()._eval_model()
+    def _default_model(self, sample_shape):
+        return default_network(sample_shape, norm="instance")
 
     def _augmentation(self, sample_shape):
         if len(sample_shape) == 1 or self.augment is None or self.augment == "none":
@@ -669,11 +653,15 @@ class RaTBPTTDistiller(BaseDistiller):
                                      rotate=True, colour=False, cutout=False, rotate_degrees=15.0)
         return self.augment
 
-    def _check_window(self):
+    def _check_data(self, X, y, n_synthetic):
         if self.window > self.unroll:
             raise ValueError(f"`window`={self.window} must not exceed `unroll`={self.unroll}: the "
                              f"backpropagated window is the end of an unroll of at most `unroll` "
                              f"inner steps.")
+
+    def _initial_labels(self, y, n_classes):
+        return (_label_logits(y, n_classes) if self.learn_labels
+                else np.eye(n_classes, dtype=np.float32)[y])
 
     def _initial_set(self, key, X, y, n_classes):
         if self.init == "noise":
@@ -685,8 +673,7 @@ class RaTBPTTDistiller(BaseDistiller):
         """Label state of the earlier rows: logits of their soft labels, or the initial ones."""
         y_old = np.asarray(warm_start.y)
         if warm_start.soft_labels is None:
-            return (_label_logits(y_old, n_classes) if self.learn_labels
-                    else np.eye(n_classes, dtype=np.float32)[y_old])
+            return self._initial_labels(y_old, n_classes)
         p = np.asarray(warm_start.soft_labels, np.float64)
         if (p.shape != (len(y_old), n_classes) or np.any(p < 0)
                 or not np.allclose(p.sum(axis=1), 1.0, atol=1e-3)):
@@ -696,100 +683,57 @@ class RaTBPTTDistiller(BaseDistiller):
             return np.log(np.maximum(p, 1e-12)).astype(np.float32)
         return p.astype(np.float32)
 
-    def _checkpoint_config(self, X, y, warm):
-        model = self._distill_model(X.shape[1:])
-        seed = seed_description(self.random_state)
-        config = {"method": "RaT-BPTT", "ipc": int(self.ipc), "n_steps": int(self.n_steps),
-                  "learning_rate": float(self.learning_rate), "batch_size": int(self.batch_size),
-                  "window": int(self.window), "unroll": int(self.unroll),
-                  "schedule": self.schedule, "inner_learning_rate": float(self.inner_learning_rate),
-                  "inner_batch_size": self.inner_batch_size, "learn_labels": bool(self.learn_labels),
-                  "augment": repr(self.augment), "init": self.init, "model": repr(model),
-                  "hardness_sampling": bool(self.hardness_sampling),
-                  "hardness_models": int(self.hardness_models),
-                  "hardness_every": int(self.hardness_every),
-                  "random_state": seed, "data": data_fingerprint(X, y)}
-        if warm is not None:
-            config["warm_start"] = data_fingerprint(*warm)
-        return config
-
-    # -- the method -----------------------------------------------------------------------------
-
-    def _distill(self, X, y, key, warm_start=None):
-        self._check_window()
+    def _start(self, X, y, model, synthetic, placement, keys):
         n_classes = len(self.classes_)
-        sample_shape = tuple(X.shape[1:])
-        model = with_num_classes(self._distill_model(sample_shape), n_classes)
-
-        init_key, loop_key, hard_key = jax.random.split(key, 3)
-        x_syn, y_syn = self._initial_set(init_key, X, y, n_classes)
-        labels = (_label_logits(y_syn, n_classes) if self.learn_labels
-                  else np.eye(n_classes, dtype=np.float32)[y_syn])
-        row_scale = np.ones(len(x_syn), np.float32)
-        n_old, warm = 0, None
-        if warm_start is not None:
-            x_old = np.asarray(warm_start.X, np.float32)
-            if x_old.shape[1:] != sample_shape:
-                raise ValueError(f"The earlier synthetic rows have sample shape {x_old.shape[1:]}, "
-                                 f"the data {sample_shape}.")
-            y_old = np.asarray(warm_start.y, np.int32)
-            labels_old = self._warm_labels(warm_start, n_classes)
-            n_old = len(x_old)
-            row_scale = np.concatenate([np.full(n_old, warm_start.learning_rate_scale, np.float32),
-                                        row_scale])
-            x_syn = np.concatenate([x_old, x_syn])
-            y_syn = np.concatenate([y_old, y_syn])
-            labels = np.concatenate([labels_old, labels])
-            warm = (x_old, y_old, labels_old, np.float32([warm_start.learning_rate_scale]))
-
         # Rows of each class (equal counts: every block is class-balanced).
-        counts = np.bincount(y_syn, minlength=n_classes)
+        counts = np.bincount(synthetic.y, minlength=n_classes)
         if np.any(counts != counts[0]):
             raise ValueError(f"The synthetic set must hold equally many rows of every class for "
                              f"class-balanced inner batches; got {counts.tolist()}.")
-        class_rows = np.stack([np.flatnonzero(y_syn == c) for c in range(n_classes)]).astype(np.int32)
+        class_rows = np.stack([np.flatnonzero(synthetic.y == c)
+                               for c in range(n_classes)]).astype(np.int32)
         per_class = (counts[0] if self.inner_batch_size is None
                      else int(np.clip(self.inner_batch_size // n_classes, 1, counts[0])))
-
-        placement = data_parallel(self.devices)
         batch_size = placement.batch_size(self.batch_size, len(X))
         config = _Config(model=model, window=int(self.window), unroll=int(self.unroll),
                          schedule=self.schedule, per_class=int(per_class), batch_size=batch_size,
                          chunk_size=placement.batch_size(self.real_chunk_size, batch_size,
                                                          "real_chunk_size"),
-                         augmentation=self._augmentation(sample_shape),
+                         augmentation=self._augmentation(tuple(X.shape[1:])),
                          learn_labels=bool(self.learn_labels), remat=bool(self.rematerialize),
                          hardness=bool(self.hardness_sampling), placement=placement)
         hyper = hyperparameters(self.n_steps, self.learning_rate, self.inner_learning_rate)
-        state = init_state(x_syn, labels, loop_key, len(X) if config.hardness else None)
-
-        ckpt_config = self._checkpoint_config(X, y, warm)
-        start_step, history = 0, None
-        if self.checkpoint is not None and os.path.exists(self.checkpoint):
-            state, start_step, extra = restore_state(self.checkpoint, state, ckpt_config)
-            history = extra.get("history")
+        loop_key, hard_key = keys
+        state = init_state(synthetic.x, synthetic.labels, loop_key,
+                           len(X) if config.hardness else None)
         # The real data goes to the device(s) once; batches are gathered there.
-        state, X_real, Y_real, class_rows, row_scale, hyper = placement.put(
-            (state, np.asarray(X, np.float32), np.eye(n_classes, dtype=np.float32)[y], class_rows,
-             row_scale, hyper))
+        X_real, Y_real, class_rows, row_scale, hyper = placement.put(
+            (np.asarray(X, np.float32), np.eye(n_classes, dtype=np.float32)[y], class_rows,
+             synthetic.row_scale, hyper))
+        return state, {"config": config, "hyper": hyper, "X": X, "y": y, "X_real": X_real,
+                       "Y_real": Y_real, "class_rows": class_rows, "row_scale": row_scale,
+                       "hard_key": hard_key, "lengths": [],
+                       "seed": int(np.asarray(key_data(loop_key)).ravel()[-1])}
+
+    def _step_function(self, run, start_step):
+        config, hyper, class_rows = run["config"], run["hyper"], run["class_rows"]
+        X_real, Y_real, row_scale = run["X_real"], run["Y_real"], run["row_scale"]
         host_prefix = (self.prefix_loop == "host"
                        or (self.prefix_loop == "auto" and jax.default_backend() == "cpu"))
-        seed = int(np.asarray(_key_data(loop_key)).ravel()[-1])
         counter = [start_step]
-        lengths = []
 
         def step_fn(s):
             step = counter[0]
             if config.hardness and step % self.hardness_every == 0:
                 wrong = misclassification_counts(
-                    config, hyper, s, class_rows, X, y, jax.random.fold_in(hard_key, step),
-                    int(self.hardness_models))
+                    config, hyper, s, class_rows, run["X"], run["y"],
+                    jax.random.fold_in(run["hard_key"], step), int(self.hardness_models))
                 self.hardness_counts_ = wrong
                 self.hardness_weights_ = hardness_weights(wrong, self.hardness_models)
                 s = {**s, "weights": jnp.asarray(self.hardness_weights_)}
             n_unroll = unroll_length(config.schedule, config.window, config.unroll, step,
-                                     int(self.n_steps), seed)
-            lengths.append(n_unroll)
+                                     int(self.n_steps), run["seed"])
+            run["lengths"].append(n_unroll)
             n_arg = jnp.asarray(n_unroll, jnp.int32)
             if host_prefix:
                 carry = _start_network(s, hyper, config)
@@ -803,36 +747,17 @@ class RaTBPTTDistiller(BaseDistiller):
             counter[0] += 1
             return s, loss
 
-        result = run_loop(step_fn, state, n_steps=self.n_steps, start_step=start_step,
-                          log_every=self.log_every, checkpoint=self.checkpoint,
-                          checkpoint_every=self.checkpoint_every, checkpoint_config=ckpt_config,
-                          history=history, verbose=self.verbose, description="RaT-BPTT")
-        self.stop_reason_ = result.stop_reason
-        self.unroll_lengths_ = np.asarray(lengths, dtype=np.int64)
+        return step_fn
+
+    def _finish(self, result, run, synthetic):
+        self.unroll_lengths_ = np.asarray(run["lengths"], dtype=np.int64)
         final = jax.device_get({"x": result.state["x"], "y": result.state["y"]})
-        x_out = np.asarray(final["x"], np.float32)
         soft = None
         if self.learn_labels:
             soft = np.array(jax.nn.softmax(jnp.asarray(final["y"]), axis=-1), np.float32)
-            if warm_start is not None and warm_start.soft_labels is not None and \
-                    warm_start.learning_rate_scale == 0:
-                soft[:n_old] = np.asarray(warm_start.soft_labels, np.float32)  # exactly unchanged
-        return DistillationResult(X=x_out, y=y_syn, soft_labels=soft, n_iter=result.step,
-                                  history=result.history)
-
-    def evaluate(self, X, y, n_models=None, progress=None):
-        """Like :meth:`score`, but return the full :class:`~sklearn_distill.EvaluationResult`.
-
-        Learned labels (probabilities) are fitted with cross-entropy, as in the inner training.
-        """
-        from ..evaluation import evaluate
-        from .._validation import validate_input
-
-        check_is_fitted(self)
-        X = self.layout_.to_input(validate_input(self, X, self.layout_))
-        seed = self.random_state if isinstance(self.random_state, Integral) else 0
-        return evaluate(self.synthetic_X_, self.synthetic_y_, X, y,
-                        soft_labels=self.synthetic_y_soft_, loss="ce",
-                        n_models=n_models or self.n_eval_models, model=self._eval_model(),
-                        n_steps=self.eval_steps, image_shape=self.image_shape,
-                        random_state=seed + 1, progress=progress)
+            warm = synthetic.warm_start
+            if warm is not None and warm.soft_labels is not None and warm.learning_rate_scale == 0:
+                # The earlier rows' labels exactly unchanged.
+                soft[:synthetic.n_earlier] = np.asarray(warm.soft_labels, np.float32)
+        return DistillationResult(X=np.asarray(final["x"], np.float32), y=synthetic.y,
+                                  soft_labels=soft, n_iter=result.step, history=result.history)

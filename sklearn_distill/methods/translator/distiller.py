@@ -11,7 +11,7 @@ from ..._sharding import data_parallel
 from ..._training import centred_one_hot
 from ...base import BaseDistiller, DistillationResult
 from ...networks import with_num_classes
-from ..krr import _KRR_CONSTRAINTS, _single_network, default_random_network
+from ..krr import KRR_CONSTRAINTS, _single_network, default_random_network
 from .cache import _pad_bank
 from .network import PretrainedTranslator, Translator
 from .pretraining import _train_translator
@@ -108,7 +108,7 @@ class TranslatorDistiller(BaseDistiller):
 
     _parameter_constraints = {
         **BaseDistiller._parameter_constraints,
-        **_KRR_CONSTRAINTS,
+        **KRR_CONSTRAINTS,
         "translator": [None, str, os.PathLike, HasMethods(["translate", "save"]),
                        HasMethods(["init", "apply"])],
         "adapt_ipc": [tuple, list, None],

@@ -14,7 +14,7 @@ from flax import traverse_util
 from ..._jax import library_prng
 from ..._validation import random_seed
 from ...io import atomic_savez
-from ...networks import MLP, ConvNet, _Spec
+from ...networks import MLP, ConvNet, NetworkSpec
 
 __all__ = ["Translator", "PretrainedTranslator"]
 
@@ -47,7 +47,7 @@ def _as_images(x):
 
 
 
-class Translator(_Spec, nn.Module):
+class Translator(NetworkSpec, nn.Module):
     r"""Fully convolutional residual encoder-decoder: ``x -> x + delta(x)``.
 
     A 3x3 stem of ``width`` channels, ``depth`` stride-2 3x3 blocks doubling the width, and a

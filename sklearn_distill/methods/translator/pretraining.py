@@ -13,10 +13,10 @@ import optax
 
 from ..._jax import library_prng
 from ..._sharding import DataParallel, data_parallel
-from ..._training import centred_one_hot, run_loop, select_tree, tree_isfinite
+from ..._training import centred_one_hot, run_loop, sample_rows, select_tree, tree_isfinite
 from ..._validation import random_seed
-from ...networks import init_variables, with_num_classes
-from ..krr import _features, _sample_rows, masked_krr_loss
+from ...networks import features, init_variables, with_num_classes
+from ..krr import masked_krr_loss
 from .cache import TranslatorCache
 from .network import (PretrainedTranslator, Translator, _module_from_json, _module_to_json,
                       _translate_apply)
@@ -40,13 +40,13 @@ def _task_loss(params, task, net_key, row_key, bank, X_real, Y_real, ridge, conf
     """KRR loss of translated bank entry ``task`` in a fresh random network."""
     x, labels, mask = bank["x"][task], bank["labels"][task], bank["mask"][task]
     if config.fresh_rows:
-        rows = _sample_rows(row_key, X_real.shape[0], config.batch_size)
+        rows = sample_rows(row_key, X_real.shape[0], config.batch_size)
         y_t = Y_real[rows]
     else:
         rows, y_t = bank["rows"][task], bank["targets"][task]
     variables = init_variables(config.model, net_key, X_real.shape[1:])
     x_t, y_t = config.placement.rows(X_real[rows]), config.placement.rows(y_t)
-    feat_t = jax.lax.stop_gradient(_features(config.model, variables, x_t))
+    feat_t = jax.lax.stop_gradient(features(config.model, variables, x_t))
     x_translated = _translate_apply(config.network, params, x)
     return masked_krr_loss(config.model, variables, x_translated, labels, mask, feat_t, y_t, ridge,
                            config.precision)
