@@ -12,6 +12,7 @@ from sklearn.model_selection import train_test_split
 
 from sklearn_distill import (MLP, ConvNet, HerdingDistiller, ImageAugmentation, ImageStandardizer,
                              RandomDistiller, RaTBPTTDistiller, load_digits_images)
+from sklearn_distill._backend import backend_context
 from sklearn_distill._jax import library_prng
 from sklearn_distill.base import WarmStart
 from sklearn_distill.methods import ratbptt as R
@@ -203,6 +204,11 @@ def test_fit_basics_device_and_host_prefix_agree(digits):
     np.testing.assert_array_equal(clone.synthetic_X_, host.synthetic_X_)
     again = tiny(prefix_loop="host").fit(X, y)
     np.testing.assert_array_equal(again.synthetic_X_, host.synthetic_X_)
+    # "auto" follows the host_loops decision of the backend policy (on the CPU: host).
+    for host_loops, expected in ((True, host), (False, device)):
+        with backend_context(host_loops=host_loops):
+            auto = tiny(prefix_loop="auto").fit(X, y)
+        np.testing.assert_array_equal(auto.synthetic_X_, expected.synthetic_X_)
 
 
 def test_checkpoint_resume_equals_uninterrupted_run(digits, tmp_path, monkeypatch):

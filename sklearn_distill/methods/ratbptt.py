@@ -42,6 +42,7 @@ import numpy as np
 import optax
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 
+from .. import _backend
 from .._sharding import DataParallel
 from .._trainer import apply_network, predict_networks, train_step
 from .._training import (init_synthetic, key_data, real_batch, scale_rows, select_tree,
@@ -506,9 +507,10 @@ class RaTBPTTDistiller(GradientDistiller):
     prefix_loop : {"auto", "device", "host"}, default="auto"
         How the :math:`N - M` inner steps without gradient run: ``"device"``, a
         :func:`jax.lax.fori_loop` inside the one jitted meta-step; ``"host"``, a Python loop over
-        one jitted inner step, then the jitted window and update. ``"auto"``: ``"host"`` on the
-        CPU backend, where XLA runs convolutions inside loops 3 to 12 times slower than the same
-        step dispatched from Python (measured on this project's ConvNets), ``"device"`` elsewhere.
+        one jitted inner step, then the jitted window and update. ``"auto"``: the ``host_loops``
+        backend decision (``sklearn_distill._backend``), ``"host"`` on the CPU backend, where XLA
+        runs convolutions inside loops 3 to 12 times slower than the same step dispatched from
+        Python (measured on this project's ConvNets), ``"device"`` elsewhere.
     real_chunk_size : int, default=1024
         The gradient of the real-batch loss is accumulated over chunks of at most this many rows.
     hardness_sampling : bool, default=False
@@ -718,8 +720,9 @@ class RaTBPTTDistiller(GradientDistiller):
     def _step_function(self, run, start_step):
         config, hyper, class_rows = run["config"], run["hyper"], run["class_rows"]
         X_real, Y_real, row_scale = run["X_real"], run["Y_real"], run["row_scale"]
+        # "auto": the host_loops backend decision (see the prefix_loop parameter for the reason).
         host_prefix = (self.prefix_loop == "host"
-                       or (self.prefix_loop == "auto" and jax.default_backend() == "cpu"))
+                       or (self.prefix_loop == "auto" and _backend.host_loops()))
         counter = [start_step]
 
         def step_fn(s):

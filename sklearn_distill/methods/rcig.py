@@ -49,7 +49,7 @@ import numpy as np
 import optax
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from .. import _implicit, _pool
+from .. import _backend, _implicit, _pool
 from .._sharding import DataParallel
 from .._training import (init_labels, label_margin_loss, real_batch, resolve_flip, scale_rows,
                          select_tree, tree_isfinite)
@@ -68,9 +68,6 @@ __all__ = ["RCIGDistiller"]
 _START_INNER_LR, _START_HINV_LR = 1e-5, 5e-5
 _GROW, _BACK_OFF, _MAX_PROBES = 1.2, 0.7, 80
 _ADAPT_EVERY, _FAIL_SHARE, _STABLE_SHARE, _SHRINK, _EXPAND = 50, 0.29, 0.7, 0.9, 1.05
-# Unroll the fixed-length inner and Hessian-inverse loops, and the pool's online steps, inside the
-# jitted step (see _adam_inner).
-_UNROLL = True
 
 
 class _Config(NamedTuple):
@@ -88,6 +85,11 @@ class _Config(NamedTuple):
     clip_implicit: bool
     precision: str
     placement: DataParallel = DataParallel(None, None)
+    # Backend choices (sklearn_distill._backend), resolved when a fit builds its configuration:
+    # unroll the fixed-length inner, Hessian-inverse and online loops; mask the optional online
+    # steps instead of branching.
+    unroll: bool = True
+    branch_free: bool = True
 
 
 def hyperparameters(learning_rate, temperature_learning_rate, l2, max_online_steps,
@@ -262,7 +264,7 @@ def outer_loss(psi, tangent, variables, x_real, onehot_real, key, l2, config):
 
 
 def _adam_inner(tangent, features, tangent_map, y_s, l2, n_rows, learning_rate, n_steps,
-                precision):
+                precision, unroll=True):
     """``n_steps`` Adam steps on the inner loss; returns the tangent and the loss trace."""
     optimizer = optax.adam(learning_rate)
 
@@ -277,10 +279,11 @@ def _adam_inner(tangent, features, tangent_map, y_s, l2, n_rows, learning_rate, 
         return optax.apply_updates(t, updates), opt_state, trace.at[i].set(value)
 
     trace = jnp.zeros(n_steps + 1, y_s.dtype)
-    # Unrolled: XLA's CPU backend runs convolutions inside while loops several times slower.
+    # Unrolled (the "unroll" backend decision): XLA's CPU backend runs convolutions inside while
+    # loops several times slower.
     tangent, _, trace = jax.lax.fori_loop(0, n_steps, body,
                                           (tangent, optimizer.init(tangent), trace),
-                                          unroll=_UNROLL)
+                                          unroll=unroll)
     return tangent, trace.at[n_steps].set(objective(tangent))
 
 
@@ -302,7 +305,7 @@ def solve_inner(variables, support, l2, n_rows, learning_rate, config):
     (features, _), linear_map = jax.linearize(network, base)
     tangent_map = lambda t: linear_map(t)[1]  # noqa: E731 - the tangent output only
     return _adam_inner(tangent, features, tangent_map, y_s, l2, n_rows, learning_rate,
-                       config.n_inner, config.precision)
+                       config.n_inner, config.precision, config.unroll)
 
 
 def _clip_to(implicit, direct):
@@ -335,7 +338,7 @@ def meta_gradient_parts(psi, variables, x_real, onehot_real, key, inner_lr, hinv
         support = support_set(psi_, support_key, config)
         return jax.grad(inner_loss)(t, support, variables, l2, n_rows, config)
 
-    solver = _implicit.make_solver(config.hinv_solver, config.n_hinv, hinv_lr, unroll=_UNROLL)
+    solver = _implicit.make_solver(config.hinv_solver, config.n_hinv, hinv_lr, unroll=config.unroll)
     (implicit,), hinv_trace = _implicit.implicit_vjp(optimality, tangent, (psi,), g_tangent,
                                                      solver)
     if config.clip_implicit:
@@ -390,7 +393,7 @@ def _meta_step_impl(state, X_real, Y_real, hyper, config):
         pool, index, online_key, x_pool, y_pool, model=config.model,
         optimizer=_pool.pool_optimizer(hyper["online_learning_rate"]),
         max_online_steps=hyper["max_online_steps"], keep=ok, n_steps=n_online,
-        max_steps=config.online_steps if _UNROLL else None)
+        max_steps=config.online_steps if config.unroll else None, branch_free=config.branch_free)
 
     # Learning-rate bookkeeping of the inner and Hessian-inverse solves.
     step = state["step"] + ok.astype(jnp.int32)
@@ -649,7 +652,8 @@ class RCIGDistiller(GradientDistiller):
                          n_backward_subset=(None if self.n_backward_subset is None
                                             else int(self.n_backward_subset)),
                          clip_implicit=bool(self.clip_implicit), precision=self.precision,
-                         placement=placement)
+                         placement=placement, unroll=_backend.unroll(),
+                         branch_free=_backend.branch_free())
         hyper = hyperparameters(self.learning_rate, self.temperature_learning_rate, self.l2,
                                 self.max_online_steps, self.online_learning_rate)
         if synthetic.warm_start is not None:
