@@ -220,17 +220,17 @@ class BaseDistiller(BaseEstimator):
 
         ``n_models`` overrides ``n_eval_models``; ``progress`` names a progress bar to show.
         """
-        from .evaluation import evaluate
+        from .evaluation import _evaluate
 
         check_is_fitted(self)
-        X = self.layout_.to_input(validate_input(self, X, self.layout_))
+        X = validate_input(self, X, self.layout_)  # once: the internal layout goes on as it is
         # A fixed seed derived from an integer random_state, so repeated scores of one fit agree.
         seed = self.random_state if isinstance(self.random_state, Integral) else 0
-        return evaluate(self.synthetic_X_, self.synthetic_y_, X, y,
-                        soft_labels=self.synthetic_y_soft_, loss=self._evaluation_loss,
-                        n_models=n_models or self.n_eval_models, model=self._eval_model(),
-                        n_steps=self.eval_steps, image_shape=self.image_shape,
-                        random_state=seed + 1, progress=progress)
+        return _evaluate(self.synthetic_X_, self.synthetic_y_, X, y, test_validated=True,
+                         soft_labels=self.synthetic_y_soft_, loss=self._evaluation_loss,
+                         n_models=n_models or self.n_eval_models, model=self._eval_model(),
+                         n_steps=self.eval_steps, image_shape=self.image_shape,
+                         random_state=seed + 1, progress=progress)
 
     def _eval_model(self):
         """The evaluation network: ``eval_model``, else the distillation ConvNet without norm."""

@@ -303,6 +303,21 @@ def evaluate(X_train, y_train, X_test, y_test, *, soft_labels=None, n_models=5, 
     >>> result.scores.shape, result.mean > 0.9
     ((3,), True)
     """
+    return _evaluate(X_train, y_train, X_test, y_test, soft_labels=soft_labels, n_models=n_models,
+                     model=model, n_steps=n_steps, learning_rate=learning_rate,
+                     batch_size=batch_size, loss=loss, augment=augment, weight_decay=weight_decay,
+                     image_shape=image_shape, random_state=random_state, progress=progress)
+
+
+def _evaluate(X_train, y_train, X_test, y_test, *, soft_labels=None, n_models=5, model=None,
+              n_steps="auto", learning_rate=1e-3, batch_size=256, loss="auto", augment="auto",
+              weight_decay=0.0, image_shape=None, random_state=None, progress=None,
+              test_validated=False):
+    """:func:`evaluate`; ``test_validated``: ``X_test`` is already checked, in the internal layout.
+
+    A fitted distiller's ``score`` validates its test data against its own fit and passes it on
+    here, so the data is validated once.
+    """
     if not isinstance(n_models, Integral) or n_models < 1:
         raise ValueError(f"`n_models` must be a positive integer; got {n_models!r}.")
     clf = NeuralNetClassifier(model, n_steps=n_steps, learning_rate=learning_rate,
@@ -312,7 +327,8 @@ def evaluate(X_train, y_train, X_test, y_test, *, soft_labels=None, n_models=5, 
     start = time.perf_counter()
     variables, losses = clf._fit_stacked(X_train, y_train, soft_labels, n_models, progress=progress)
     fit_time = time.perf_counter() - start
-    X_test = validate_input(clf, X_test, clf._layout)
+    if not test_validated:
+        X_test = validate_input(clf, X_test, clf._layout)
     y_test = np.asarray(y_test)
     logits = predict_networks(clf.model_, variables, X_test)
     predictions = clf.classes_[np.argmax(logits, axis=2)]
