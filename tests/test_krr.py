@@ -77,12 +77,12 @@ def test_krr_renews_the_network_every_floor_t_over_r_steps(digits):
     x0, labels0 = X[:10], centred_one_hot(y[:10], 10)
     key = jax.random.PRNGKey(3)
     with library_prng():
-        first = T._init_network(model, jax.random.split(key)[0], (8, 8, 1))
+        first = T.init_random_network(model, jax.random.split(key)[0], (8, 8, 1))
         kw = dict(model=model, batch_size=128, learning_rate=1e-2, ridge=1e-6, learn_labels=True,
                   log_every=3)
         args = (X, centred_one_hot(y, 10), x0, labels0, np.ones(10, np.float32), key)
-        _, _, single = T._krr_run(*args, n_networks=1, steps_per_network=3, **kw)
-        _, _, two = T._krr_run(*args, n_networks=2, steps_per_network=3, **kw)
+        _, _, single = T.krr_run(*args, n_networks=1, steps_per_network=3, **kw)
+        _, _, two = T.krr_run(*args, n_networks=2, steps_per_network=3, **kw)
     same = jax.tree.map(np.array_equal, jax.device_get(single.state["net"]), jax.device_get(first))
     assert all(jax.tree.leaves(same))
     for layer in ("conv_0", "conv_1"):  # (the biases start at zero in every network)
@@ -90,7 +90,7 @@ def test_krr_renews_the_network_every_floor_t_over_r_steps(digits):
                                   first["params"][layer]["kernel"])
 
 
-def test_krr_with_a_new_network_every_step_matches_the_branched_renewal(digits, monkeypatch):
+def test_krr_with_a_new_network_every_step_matches_the_branched_renewal(digits):
     # R = T renews without lax.cond (slow around convolutions on the CPU); it must draw the same
     # networks and batches as the general, branched schedule.
     X, y = digits
@@ -100,14 +100,11 @@ def test_krr_with_a_new_network_every_step_matches_the_branched_renewal(digits, 
     kw = dict(model=model, n_networks=4, steps_per_network=1, batch_size=128,
               learning_rate=1e-2, ridge=1e-6, learn_labels=True, log_every=2)
     with library_prng():
-        x_fast, y_fast, fast = T._krr_run(*args, **kw)
-        original = T._KRRConfig
-        monkeypatch.setattr(T, "_KRRConfig",
-                            lambda *a, **k: original(*a, **{**k, "renew_every_step": False}))
-        x_ref, y_ref, ref = T._krr_run(*args, **kw)
+        x_fast, y_fast, fast = T.krr_run(*args, **kw)
+        x_ref, y_ref, ref = T.krr_run(*args, **kw, renew_every_step=False)
     np.testing.assert_allclose(x_fast, x_ref, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(y_fast, y_ref, rtol=1e-5, atol=1e-6)
-    first = T._init_network(model, jax.random.split(jax.random.PRNGKey(5))[0], (8, 8, 1))
+    first = T.init_random_network(model, jax.random.split(jax.random.PRNGKey(5))[0], (8, 8, 1))
     assert not np.array_equal(np.asarray(fast.state["net"]["params"]["conv_0"]["kernel"]),
                               np.asarray(first["params"]["conv_0"]["kernel"]))
 

@@ -17,7 +17,7 @@ features :math:`f(X_t)` of a batch of real rows are extracted once, then
 :math:`R = T` (a new network every step) gives the better synthetic sets; :math:`R = 1` (one
 network) is several times faster, since the real features are computed once, but the result
 over-fits that one network -- the gap the translator (:mod:`sklearn_distill.methods.translator`)
-closes. The KRR core here serves
+closes. The KRR core here (:func:`krr_run`, :func:`single_network_distillation`) serves
 :class:`KRRDistiller`, the translator's cache and :class:`~sklearn_distill.TranslatorDistiller`.
 
 Synthetic sets of varying size (the cached sub-tasks) are zero-padded to a common shape with a
@@ -43,7 +43,8 @@ from ..kernels import feature_regression_loss
 from ..networks import default_network, features, init_variables, with_num_classes
 from .gradient import GRADIENT_PARAMETER_CONSTRAINTS, OPTIMISATION_CONSTRAINTS, PRECISION_CONSTRAINT
 
-__all__ = ["KRRDistiller", "default_random_network", "masked_krr_loss"]
+__all__ = ["KRRDistiller", "KRR_CONSTRAINTS", "default_random_network", "masked_krr_loss",
+           "init_random_network", "krr_run", "single_network_distillation"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -71,7 +72,8 @@ def masked_krr_loss(model, variables, x_syn, y_syn, mask, feat_t, y_t, ridge, pr
 
 
 @partial(jax.jit, static_argnums=(0, 2))
-def _init_network(model, key, sample_shape):
+def init_random_network(model, key, sample_shape):
+    """A freshly initialised network of the random family (jitted; ``model`` is static)."""
     return init_variables(model, key, sample_shape)
 
 
@@ -110,7 +112,7 @@ _renew = jax.jit(_renew_impl, static_argnames=("config", "new_network"))
 
 def _krr_step_impl(state, X_real, Y_real, mask, hyper, config):
     if config.renew_every_step:
-        # Step 0 uses the network and batch that _krr_run prepared; every later step a new one.
+        # Step 0 uses the network and batch that krr_run prepared; every later step a new one.
         renewed = _renew_impl(state, X_real, Y_real, config, True)
         state = select_tree(state["step"] > 0, renewed, state)
     else:
@@ -139,22 +141,26 @@ def _krr_step_impl(state, X_real, Y_real, mask, hyper, config):
 _krr_step = jax.jit(_krr_step_impl, static_argnames=("config",), donate_argnums=(0,))
 
 
-def _krr_run(X_real, Y_real, x0, labels0, mask, key, *, model, n_networks, steps_per_network,
+def krr_run(X_real, Y_real, x0, labels0, mask, key, *, model, n_networks, steps_per_network,
              batch_size, learning_rate, ridge, learn_labels, precision="highest",
              fixed_variables=None, log_every=100, verbose=0, description="KRR",
-             placement=DataParallel(None, None)):
+             placement=DataParallel(None, None), renew_every_step=None):
     """Run Alg. 4 from ``(x0, labels0)``; returns ``(x, labels, LoopResult)`` as NumPy arrays.
 
     ``fixed_variables`` replaces the first random network (the cache's fixed network); with
     ``n_networks=1`` it is the only one. ``placement`` splits the real batches over devices.
+    ``renew_every_step`` renews without ``lax.cond`` (see ``_KRRConfig``); ``None``: when every
+    step takes a new network (``steps_per_network == 1``), the only case where it is right.
     """
+    if renew_every_step is None:
+        renew_every_step = int(steps_per_network) == 1
     config = _KRRConfig(model, placement.batch_size(batch_size, X_real.shape[0]),
                         bool(learn_labels), precision, placement,
-                        renew_every_step=int(steps_per_network) == 1)
+                        renew_every_step=bool(renew_every_step))
     net_key, loop_key = jax.random.split(key)
     X_real, Y_real = placement.put((np.asarray(X_real, np.float32), np.asarray(Y_real, np.float32)))
-    variables = (_init_network(model, net_key, tuple(X_real.shape[1:])) if fixed_variables is None
-                 else jax.tree.map(jnp.asarray, fixed_variables))
+    variables = (init_random_network(model, net_key, tuple(X_real.shape[1:]))
+                 if fixed_variables is None else jax.tree.map(jnp.asarray, fixed_variables))
     synthetic = {"x": jnp.asarray(x0, jnp.float32), "y": jnp.asarray(labels0, jnp.float32)}
     state = {**synthetic, "opt": optax.adam(1.0).init(synthetic), "key": jnp.array(loop_key, copy=True),
              "ok": jnp.asarray(True), "step": jnp.asarray(0, jnp.int32), "net": variables}
@@ -169,20 +175,21 @@ def _krr_run(X_real, Y_real, x0, labels0, mask, key, *, model, n_networks, steps
     return np.asarray(out["x"], np.float32), np.asarray(out["y"], np.float32), result
 
 
-def _single_network(X, y, n_classes, ipc, key, *, model, n_steps, batch_size, learning_rate, ridge,
-                    learn_labels, precision, init="real", log_every=100, verbose=0,
-                    description="single network", placement=DataParallel(None, None)):
+def single_network_distillation(X, y, n_classes, ipc, key, *, model, n_steps, batch_size,
+                                learning_rate, ridge, learn_labels, precision, init="real",
+                                log_every=100, verbose=0, description="single network",
+                                placement=DataParallel(None, None)):
     """The fast single-network distillation (Alg. 4 with R = 1) of ``ipc`` rows per class."""
     init_key, run_key = jax.random.split(key)
     x0, y_syn = init_synthetic(init_key, X, y, n_classes, ipc, init)
     labels0 = init_labels(y_syn, n_classes, scale=False)
-    x, labels, result = _krr_run(X, centred_one_hot(y, n_classes), x0, labels0,
-                                 np.ones(len(x0), np.float32), run_key, model=model, n_networks=1,
-                                 steps_per_network=n_steps, batch_size=batch_size,
-                                 learning_rate=learning_rate, ridge=ridge,
-                                 learn_labels=learn_labels, precision=precision,
-                                 log_every=log_every, verbose=verbose, description=description,
-                                 placement=placement)
+    x, labels, result = krr_run(X, centred_one_hot(y, n_classes), x0, labels0,
+                                np.ones(len(x0), np.float32), run_key, model=model, n_networks=1,
+                                steps_per_network=n_steps, batch_size=batch_size,
+                                learning_rate=learning_rate, ridge=ridge,
+                                learn_labels=learn_labels, precision=precision,
+                                log_every=log_every, verbose=verbose, description=description,
+                                placement=placement)
     return x, y_syn, labels, result
 
 
@@ -330,7 +337,7 @@ class KRRDistiller(BaseDistiller):
         init_key, run_key = jax.random.split(key)
         x0, y_syn = init_synthetic(init_key, X, y, n_classes, self.ipc, self.init)
         labels0 = init_labels(y_syn, n_classes, scale=False)
-        x, labels, result = _krr_run(
+        x, labels, result = krr_run(
             X, centred_one_hot(y, n_classes), x0, labels0, np.ones(len(x0), np.float32), run_key,
             model=model, n_networks=n_networks, steps_per_network=self.n_steps // n_networks,
             batch_size=self.batch_size, learning_rate=self.learning_rate, ridge=self.ridge,

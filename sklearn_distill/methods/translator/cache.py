@@ -13,10 +13,10 @@ from ..._jax import library_prng
 from ..._training import centred_one_hot, data_fingerprint, init_labels
 from ...io import atomic_savez
 from ...networks import MLP, ConvNet, with_num_classes
-from ..krr import _init_network, _krr_run, default_random_network
-from .network import _module_from_json, _module_to_json
+from ..krr import init_random_network, krr_run, default_random_network
+from .network import module_from_json, module_to_json
 
-__all__ = ["TranslatorCache", "CachedTask"]
+__all__ = ["TranslatorCache", "CachedTask", "pad_bank"]
 
 _CACHE_FORMAT = "sklearn_distill.translator_cache/1"
 
@@ -39,7 +39,7 @@ def _as_internal(X, image_shape=None, param="X"):
 
 
 
-def _pad_bank(xs, labels, n_rows, n_columns):
+def pad_bank(xs, labels, n_rows, n_columns):
     """Stack synthetic sets of different sizes, zero-padded to ``n_rows`` x ``n_columns``, with masks."""
     sample_shape = xs[0].shape[1:]
     x = np.zeros((len(xs), n_rows) + sample_shape, np.float32)
@@ -110,12 +110,12 @@ def _cache_task(index, X, y, directory, config, fixed_variables):
         x0 = X[init_rows]
         y_syn = np.repeat(np.arange(c, dtype=np.int32), ipc)
         c_max, n_max = config["c_max"], config["max_images"]
-        padded = _pad_bank([x0], [init_labels(y_syn, c, scale=False)], n_max, c_max)
+        padded = pad_bank([x0], [init_labels(y_syn, c, scale=False)], n_max, c_max)
         targets = np.zeros((len(rows), c_max), np.float32)
         targets[:, :c] = centred_one_hot(local[rows], c)
-        model = _module_from_json(config["model"])
+        model = module_from_json(config["model"])
         key = jax.random.fold_in(jax.random.PRNGKey(int(config["random_state"])), index)
-        x, labels, result = _krr_run(
+        x, labels, result = krr_run(
             X[rows], targets, padded["x"][0], padded["labels"][0], padded["mask"][0], key,
             model=model, n_networks=1, steps_per_network=config["n_steps"],
             batch_size=config["n_real"], learning_rate=config["learning_rate"],
@@ -213,7 +213,7 @@ class TranslatorCache:
         self.config = {"c_min": int(c_min), "c_max": int(c_max), "max_images": int(max_images),
                        "n_real": int(n_real), "n_steps": int(n_steps),
                        "learning_rate": float(learning_rate), "learn_labels": bool(learn_labels),
-                       "model": None if model is None else _module_to_json(model),
+                       "model": None if model is None else module_to_json(model),
                        "ridge": float(ridge), "precision": precision,
                        "random_state": int(random_state)}
         self._data = None
@@ -245,7 +245,7 @@ class TranslatorCache:
                              f"(no cache.json).")
         with open(path) as f:
             config = json.load(f)["config"]
-        model = None if config["model"] is None else _module_from_json(config["model"])
+        model = None if config["model"] is None else module_from_json(config["model"])
         kwargs = {k: v for k, v in config.items() if k != "model"}
         return cls(directory, model=model, **kwargs)
 
@@ -325,7 +325,7 @@ class TranslatorCache:
         X, y, info = self._check_data(X, y)
         config = dict(self.config)
         if config["model"] is None:
-            config["model"] = _module_to_json(default_random_network(X.shape[1:]))
+            config["model"] = module_to_json(default_random_network(X.shape[1:]))
         os.makedirs(self.directory, exist_ok=True)
         if self._data is None:
             meta = {"format": _CACHE_FORMAT, "config": config, "data": info}
@@ -337,11 +337,11 @@ class TranslatorCache:
         missing = sorted(set(range(int(n_tasks))) - set(self.indices()))
         if not missing:
             return self
-        model = with_num_classes(_module_from_json(config["model"]), config["c_max"])
-        config = {**config, "model": _module_to_json(model)}
+        model = with_num_classes(module_from_json(config["model"]), config["c_max"])
+        config = {**config, "model": module_to_json(model)}
         with library_prng():
             key = jax.random.fold_in(jax.random.PRNGKey(config["random_state"]), 2**31 - 1)
-            fixed = jax.device_get(_init_network(model, key, tuple(X.shape[1:])))
+            fixed = jax.device_get(init_random_network(model, key, tuple(X.shape[1:])))
         Parallel(n_jobs=n_jobs, prefer="threads", verbose=verbose)(
             delayed(_cache_task)(i, X, y, self.directory, config, fixed) for i in missing)
         return self
@@ -352,6 +352,6 @@ class TranslatorCache:
         if not tasks:
             raise ValueError(f"The cache at {self.directory!r} is empty; call extend() first.")
         c_max, n_max = self.config["c_max"], self.config["max_images"]
-        bank = _pad_bank([t.X for t in tasks], [t.labels for t in tasks], n_max, c_max)
+        bank = pad_bank([t.X for t in tasks], [t.labels for t in tasks], n_max, c_max)
         bank["rows"] = np.stack([t.rows for t in tasks]).astype(np.int32)
         return bank

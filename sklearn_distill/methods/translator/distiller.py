@@ -11,10 +11,10 @@ from ..._sharding import data_parallel
 from ..._training import centred_one_hot
 from ...base import BaseDistiller, DistillationResult
 from ...networks import with_num_classes
-from ..krr import KRR_CONSTRAINTS, _single_network, default_random_network
-from .cache import _pad_bank
+from ..krr import KRR_CONSTRAINTS, single_network_distillation, default_random_network
+from .cache import pad_bank
 from .network import PretrainedTranslator, Translator
-from .pretraining import _train_translator
+from .pretraining import train_translator
 
 __all__ = ["TranslatorDistiller"]
 
@@ -180,9 +180,9 @@ class TranslatorDistiller(BaseDistiller):
                       learning_rate=self.learning_rate, ridge=self.ridge,
                       learn_labels=self.learn_labels, precision=self.precision,
                       placement=data_parallel(self.devices))
-        x1, y1, labels1, result = _single_network(X, y, n_classes, self.ipc, single_key,
-                                                  log_every=self.log_every, verbose=self.verbose,
-                                                  **common)
+        x1, y1, labels1, result = single_network_distillation(
+            X, y, n_classes, self.ipc, single_key, log_every=self.log_every, verbose=self.verbose,
+            **common)
         self.adaptation_ = None
         if ipcs:
             xs, labs = [], []
@@ -190,12 +190,13 @@ class TranslatorDistiller(BaseDistiller):
                 if a == self.ipc:
                     xa, la = x1, labels1
                 else:
-                    xa, _, la, _ = _single_network(X, y, n_classes, a, jax.random.fold_in(adapt_key, a),
-                                                   log_every=max(1, self.n_steps), **common)
+                    xa, _, la, _ = single_network_distillation(
+                        X, y, n_classes, a, jax.random.fold_in(adapt_key, a),
+                        log_every=max(1, self.n_steps), **common)
                 xs.append(xa)
                 labs.append(la)
-            bank = _pad_bank(xs, labs, n_classes * max(ipcs), n_classes)
-            translator, record = _train_translator(
+            bank = pad_bank(xs, labs, n_classes * max(ipcs), n_classes)
+            translator, record = train_translator(
                 translator, bank, X, centred_one_hot(y, n_classes), jax.random.fold_in(adapt_key, 0),
                 model=model, n_steps=self.adapt_steps, learning_rate=self.adapt_learning_rate,
                 ridge=self.ridge, tasks_per_step=1, fresh_rows=True, batch_size=self.batch_size,

@@ -16,19 +16,21 @@ from ..._validation import random_seed
 from ...io import atomic_savez
 from ...networks import MLP, ConvNet, NetworkSpec
 
-__all__ = ["Translator", "PretrainedTranslator"]
+__all__ = ["Translator", "PretrainedTranslator", "module_to_json", "module_from_json"]
 
 _TRANSLATOR_FORMAT = "sklearn_distill.translator/1"
 
 
-def _module_to_json(module):
+def module_to_json(module):
+    """A network's specification (class and fields) as JSON, for files without pickle."""
     fields = {f.name: getattr(module, f.name) for f in dataclasses.fields(module)
               if f.name not in ("parent", "name")}
     fields = {k: (list(v) if isinstance(v, tuple) else v) for k, v in fields.items()}
     return {"class": type(module).__name__, "fields": fields}
 
 
-def _module_from_json(spec):
+def module_from_json(spec):
+    """The network of :func:`module_to_json`'s ``spec`` (ConvNet, MLP or Translator)."""
     classes = {"ConvNet": ConvNet, "MLP": MLP, "Translator": Translator}
     if spec.get("class") not in classes:
         raise ValueError(f"Unknown network class {spec.get('class')!r} in a saved file; expected one "
@@ -223,7 +225,7 @@ class PretrainedTranslator:
     def save(self, path):
         """Write to ``path`` (``.npz``, appended if missing) atomically; returns the path."""
         flat = traverse_util.flatten_dict(self.params, sep="/")
-        meta = {"format": _TRANSLATOR_FORMAT, "network": _module_to_json(self.network),
+        meta = {"format": _TRANSLATOR_FORMAT, "network": module_to_json(self.network),
                 "channels": self.channels, "parameters": sorted(flat), "metadata": self.metadata}
         arrays = {"param:" + k: np.asarray(v) for k, v in flat.items()}
         arrays["__meta__"] = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
@@ -243,7 +245,7 @@ class PretrainedTranslator:
                                  f"{_TRANSLATOR_FORMAT!r}.")
             flat = {k: data["param:" + k] for k in meta["parameters"]}
         params = traverse_util.unflatten_dict(flat, sep="/")
-        return cls(_module_from_json(meta["network"]), params, meta["channels"], meta["metadata"])
+        return cls(module_from_json(meta["network"]), params, meta["channels"], meta["metadata"])
 
     def copy(self):
         return PretrainedTranslator(self.network, jax.tree.map(np.copy, self.params), self.channels,

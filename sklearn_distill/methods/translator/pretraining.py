@@ -18,10 +18,10 @@ from ..._validation import random_seed
 from ...networks import features, init_variables, with_num_classes
 from ..krr import masked_krr_loss
 from .cache import TranslatorCache
-from .network import (PretrainedTranslator, Translator, _module_from_json, _module_to_json,
+from .network import (PretrainedTranslator, Translator, module_from_json, module_to_json,
                       _translate_apply)
 
-__all__ = ["pretrain_translator"]
+__all__ = ["pretrain_translator", "train_translator"]
 
 
 class _TranslatorConfig(NamedTuple):
@@ -94,9 +94,9 @@ def _validation_loss(params, bank, X_real, Y_real, ridge, config, key, n_draws):
     return float(np.mean(jax.device_get(losses)))
 
 
-def _train_translator(translator, bank, X_real, Y_real, key, *, model, n_steps, learning_rate,
-                      ridge, tasks_per_step, fresh_rows, batch_size, precision, n_eval, log_every,
-                      verbose, description, placement=DataParallel(None, None)):
+def train_translator(translator, bank, X_real, Y_real, key, *, model, n_steps, learning_rate,
+                     ridge, tasks_per_step, fresh_rows, batch_size, precision, n_eval, log_every,
+                     verbose, description, placement=DataParallel(None, None)):
     """Adam on the translator's parameters; returns ``(PretrainedTranslator, record)``."""
     if fresh_rows:
         batch_size = placement.batch_size(batch_size, X_real.shape[0])
@@ -122,7 +122,7 @@ def _train_translator(translator, bank, X_real, Y_real, key, *, model, n_steps, 
              if n_eval else None)
     record = {"steps": int(result.step), "learning_rate": float(learning_rate),
               "tasks_per_step": int(tasks_per_step), "ridge": float(ridge),
-              "random_network": _module_to_json(model), "validation_loss_before": before,
+              "random_network": module_to_json(model), "validation_loss_before": before,
               "validation_loss_after": after, "seconds": seconds, "stop_reason": result.stop_reason,
               "history": {k: [float(v) for v in vals] for k, vals in result.history.items()}}
     metadata = json.loads(json.dumps(translator.metadata))
@@ -198,7 +198,7 @@ def pretrain_translator(cache, X, y, *, translator=None, n_steps=1000, learning_
         raise ValueError(f"`translator` must be None, a Translator or a PretrainedTranslator; got "
                          f"{translator!r}.")
     translator.check_channels(channels)
-    model = _module_from_json(cfg["model"]) if model is None else model
+    model = module_from_json(cfg["model"]) if model is None else model
     model = with_num_classes(model, cfg["c_max"])
     ridge = cfg["ridge"] if ridge is None else float(ridge)
     bank = cache.bank()
@@ -209,7 +209,7 @@ def pretrain_translator(cache, X, y, *, translator=None, n_steps=1000, learning_
         targets[i, :, :len(t.classes)] = centred_one_hot(local, len(t.classes))
     bank["targets"] = targets
     with library_prng():
-        trained, record = _train_translator(
+        trained, record = train_translator(
             translator, bank, X, np.zeros((len(X), 1), np.float32), jax.random.PRNGKey(seed),
             model=model, n_steps=n_steps, learning_rate=learning_rate, ridge=ridge,
             tasks_per_step=tasks_per_step, fresh_rows=False, batch_size=cfg["n_real"],
