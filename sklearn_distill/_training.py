@@ -29,7 +29,6 @@ rows and/or noise per class (:func:`init_synthetic`), centred one-hot labels
 """
 
 import hashlib
-import json
 import os
 import signal
 import threading
@@ -41,7 +40,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .io import atomic_savez
+from .io import load_container, save_container
 
 __all__ = ["LoopResult", "run_loop", "select_tree", "tree_isfinite", "save_checkpoint",
            "load_checkpoint", "restore_state", "data_fingerprint", "init_synthetic",
@@ -208,9 +207,6 @@ def tree_isfinite(tree):
 # Checkpoints (no pickle: an .npz of the flattened leaves plus a JSON description)
 # --------------------------------------------------------------------------------------------
 
-_META = "__meta__"
-
-
 def resolve_flip(flip, sample_shape):
     """Whether mirrored copies of the synthetic images are used, from a ``flip`` parameter.
 
@@ -260,18 +256,13 @@ def save_checkpoint(path, state, step, config, extra=None):
             "dtypes": [leaf.dtype.str for leaf in leaves],
             "step": int(step), "config": config, "extra": extra or {}}
     arrays = {f"leaf_{i:05d}": leaf for i, leaf in enumerate(leaves)}
-    arrays[_META] = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
-    return atomic_savez(path, arrays, prefix=".ckpt-")
+    return save_container(path, arrays, meta, prefix=".ckpt-")
 
 
 def load_checkpoint(path):
     """Read a checkpoint written by :func:`save_checkpoint`; returns ``(leaves, meta)``."""
-    with np.load(os.fspath(path), allow_pickle=False) as data:
-        if _META not in data.files:
-            raise ValueError(f"{path!r} is not a sklearn_distill checkpoint (no metadata block).")
-        meta = json.loads(bytes(data[_META]).decode("utf-8"))
-        leaves = [data[f"leaf_{i:05d}"] for i in range(len(meta["shapes"]))]
-    return leaves, meta
+    arrays, meta = load_container(path, what="sklearn_distill checkpoint")
+    return [arrays[f"leaf_{i:05d}"] for i in range(len(meta["shapes"]))], meta
 
 
 def _config_diff(saved, current):

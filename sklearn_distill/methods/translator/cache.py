@@ -11,7 +11,7 @@ import numpy as np
 
 from ..._jax import library_prng
 from ..._training import centred_one_hot, data_fingerprint, init_labels
-from ...io import atomic_savez
+from ...io import save_container
 from ...networks import MLP, ConvNet, with_num_classes
 from ..krr import init_random_network, krr_run, default_random_network
 from .network import module_from_json, module_to_json
@@ -19,6 +19,7 @@ from .network import module_from_json, module_to_json
 __all__ = ["TranslatorCache", "CachedTask", "pad_bank"]
 
 _CACHE_FORMAT = "sklearn_distill.translator_cache/1"
+_TASK_FORMAT = "sklearn_distill.translator_cache_task/1"
 
 
 def _as_internal(X, image_shape=None, param="X"):
@@ -128,7 +129,8 @@ def _cache_task(index, X, y, directory, config, fixed_variables):
                       rows=rows.astype(np.int64), X=x[:n], y=y_syn, labels=labels[:n, :c],
                       ipc=np.asarray(ipc), loss_first=np.asarray(losses[0] if losses else np.nan),
                       loss_last=np.asarray(losses[-1] if losses else np.nan))
-        atomic_savez(os.path.join(directory, f"task_{index:06d}.npz"), arrays, prefix=".task-")
+        save_container(os.path.join(directory, f"task_{index:06d}.npz"), arrays,
+                       {"format": _TASK_FORMAT}, prefix=".task-")
         return index
 
 

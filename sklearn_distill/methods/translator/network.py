@@ -13,7 +13,7 @@ from flax import traverse_util
 
 from ..._jax import library_prng
 from ..._validation import random_seed
-from ...io import atomic_savez
+from ...io import load_container, save_container
 from ...networks import MLP, ConvNet, NetworkSpec
 
 __all__ = ["Translator", "PretrainedTranslator", "module_to_json", "module_from_json"]
@@ -228,22 +228,15 @@ class PretrainedTranslator:
         meta = {"format": _TRANSLATOR_FORMAT, "network": module_to_json(self.network),
                 "channels": self.channels, "parameters": sorted(flat), "metadata": self.metadata}
         arrays = {"param:" + k: np.asarray(v) for k, v in flat.items()}
-        arrays["__meta__"] = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
         path = os.fspath(path)
         path = path if path.endswith(".npz") else path + ".npz"
-        return atomic_savez(path, arrays, prefix=".translator-")
+        return save_container(path, arrays, meta, prefix=".translator-")
 
     @classmethod
     def load(cls, path):
         """Read a translator written by :meth:`save` (``allow_pickle=False``)."""
-        with np.load(os.fspath(path), allow_pickle=False) as data:
-            if "__meta__" not in data.files:
-                raise ValueError(f"{os.fspath(path)!r} is not a saved translator (no metadata block).")
-            meta = json.loads(bytes(data["__meta__"]).decode("utf-8"))
-            if meta.get("format") != _TRANSLATOR_FORMAT:
-                raise ValueError(f"{os.fspath(path)!r} has format {meta.get('format')!r}, expected "
-                                 f"{_TRANSLATOR_FORMAT!r}.")
-            flat = {k: data["param:" + k] for k in meta["parameters"]}
+        arrays, meta = load_container(path, format=_TRANSLATOR_FORMAT, what="saved translator")
+        flat = {k: arrays["param:" + k] for k in meta["parameters"]}
         params = traverse_util.unflatten_dict(flat, sep="/")
         return cls(module_from_json(meta["network"]), params, meta["channels"], meta["metadata"])
 
