@@ -8,10 +8,12 @@ from typing import NamedTuple
 
 import jax
 import numpy as np
+from sklearn.utils._param_validation import Interval, validate_params
 
 from ..._jax import library_prng
 from ..._training import centred_one_hot, data_fingerprint, init_labels
 from ...io import save_container
+from ..gradient import PRECISION_CONSTRAINT
 from ...networks import MLP, ConvNet, with_num_classes
 from ..krr import init_random_network, krr_run, default_random_network
 from .network import module_from_json, module_to_json
@@ -187,31 +189,31 @@ class TranslatorCache:
     ((8, 8, 1), 64)
     """
 
+    @validate_params({
+        "directory": [str, os.PathLike],
+        "c_min": [Interval(Integral, 2, None, closed="left")],
+        "c_max": [Interval(Integral, 2, None, closed="left")],
+        "max_images": [Interval(Integral, 1, None, closed="left")],
+        "n_real": [Interval(Integral, 1, None, closed="left")],
+        "n_steps": [Interval(Integral, 1, None, closed="left")],
+        "learning_rate": [Interval(Real, 0, None, closed="neither")],
+        "learn_labels": ["boolean"],
+        # Only networks whose specification is saved as JSON in the cache's configuration.
+        "model": [ConvNet, MLP, None],
+        "ridge": [Interval(Real, 0, None, closed="left")],
+        "precision": PRECISION_CONSTRAINT,
+        # An integer: the cache is reproducible and extensible.
+        "random_state": [Interval(Integral, None, None, closed="neither")],
+    }, prefer_skip_nested_validation=False)
     def __init__(self, directory, *, c_min=2, c_max=10, max_images=100, n_real=1024, n_steps=100,
                  learning_rate=0.01, learn_labels=True, model=None, ridge=1e-6, precision="highest",
                  random_state=0):
         self.directory = os.fspath(directory)
-        checks = [("c_min", c_min, 2), ("c_max", c_max, 2), ("max_images", max_images, 1),
-                  ("n_real", n_real, 1), ("n_steps", n_steps, 1)]
-        for name, value, low in checks:
-            if isinstance(value, bool) or not isinstance(value, Integral) or value < low:
-                raise ValueError(f"`{name}` must be an integer >= {low}; got {value!r}.")
         if c_min > c_max:
             raise ValueError(f"`c_min`={c_min} is larger than `c_max`={c_max}.")
         if max_images < c_min:
             raise ValueError(f"`max_images`={max_images} is smaller than `c_min`={c_min}: a sub-task "
                              f"needs at least one synthetic sample per class.")
-        if not isinstance(learning_rate, Real) or not learning_rate > 0:
-            raise ValueError(f"`learning_rate` must be a positive number; got {learning_rate!r}.")
-        if not isinstance(ridge, Real) or ridge < 0:
-            raise ValueError(f"`ridge` must be a non-negative number; got {ridge!r}.")
-        if precision not in ("highest", "high", "default"):
-            raise ValueError(f"`precision` must be 'highest', 'high' or 'default'; got {precision!r}.")
-        if model is not None and not isinstance(model, (ConvNet, MLP)):
-            raise ValueError(f"`model` must be a ConvNet, an MLP or None; got {model!r}.")
-        if isinstance(random_state, bool) or not isinstance(random_state, Integral):
-            raise ValueError(f"`random_state` must be an integer (the cache is reproducible and "
-                             f"extensible); got {random_state!r}.")
         self.config = {"c_min": int(c_min), "c_max": int(c_max), "max_images": int(max_images),
                        "n_real": int(n_real), "n_steps": int(n_steps),
                        "learning_rate": float(learning_rate), "learn_labels": bool(learn_labels),

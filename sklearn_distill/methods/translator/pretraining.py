@@ -1,6 +1,7 @@
 """Stage 2 of the translator: training it (pre-training and adaptation share one jitted step)."""
 
 import json
+import os
 import time
 from functools import partial
 from numbers import Integral, Real
@@ -10,6 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from sklearn.utils._param_validation import Interval, validate_params
 
 from ..._jax import library_prng
 from ..._sharding import DataParallel, data_parallel
@@ -132,6 +134,17 @@ def train_translator(translator, bank, X_real, Y_real, key, *, model, n_steps, l
     return trained, record
 
 
+@validate_params({
+    "cache": [TranslatorCache, str, os.PathLike],
+    "n_steps": [Interval(Integral, 1, None, closed="left")],
+    "learning_rate": [Interval(Real, 0, None, closed="neither")],
+    "tasks_per_step": [Interval(Integral, 1, None, closed="left")],
+    "ridge": [Interval(Real, 0, None, closed="left"), None],
+    "n_eval": [Interval(Integral, 0, None, closed="left")],
+    "log_every": [Interval(Integral, 1, None, closed="left")],
+    "verbose": ["verbose"],
+    "random_state": ["random_state"],
+}, prefer_skip_nested_validation=False)
 def pretrain_translator(cache, X, y, *, translator=None, n_steps=1000, learning_rate=1e-3,
                         tasks_per_step=4, model=None, ridge=None, n_eval=8, log_every=50,
                         devices=None, verbose=0, random_state=0):
@@ -180,12 +193,6 @@ def pretrain_translator(cache, X, y, *, translator=None, n_steps=1000, learning_
     """
     if not isinstance(cache, TranslatorCache):
         cache = TranslatorCache.open(cache)
-    for name, value, low in (("n_steps", n_steps, 1), ("tasks_per_step", tasks_per_step, 1),
-                             ("n_eval", n_eval, 0), ("log_every", log_every, 1)):
-        if isinstance(value, bool) or not isinstance(value, Integral) or value < low:
-            raise ValueError(f"`{name}` must be an integer >= {low}; got {value!r}.")
-    if not isinstance(learning_rate, Real) or not learning_rate > 0:
-        raise ValueError(f"`learning_rate` must be a positive number; got {learning_rate!r}.")
     X, y_enc, _ = cache._check_data(X, y)
     if cache.data_info is None:
         raise ValueError(f"The cache at {cache.directory!r} is empty; call extend() first.")
