@@ -330,6 +330,8 @@ class FRePoDistiller(GradientDistiller):
     # -- the hooks of GradientDistiller ---------------------------------------------------------
 
     _method_name = "FRePo"
+    _meta_step = staticmethod(_meta_step)
+    _resolved_parameters = ("flip",)
 
     def _default_model(self, sample_shape):
         return default_network(sample_shape, norm="batch", width_doubling=True)
@@ -345,22 +347,13 @@ class FRePoDistiller(GradientDistiller):
                          precision=self.precision, placement=placement)
         hyper = hyperparameters(self.n_steps, self.learning_rate, self.ridge,
                                 self.max_online_steps, self.online_learning_rate)
-        if synthetic.warm_start is not None:
-            hyper["row_scale"] = jnp.asarray(synthetic.row_scale)
         pool_key, loop_key = keys
         state = init_state(synthetic.x, synthetic.labels, pool_key, loop_key, model,
                            self.pool_size, self.max_online_steps)
-        # The real data goes to the device(s) once; batches are gathered there.
-        X_real, Y_real, hyper = placement.put((np.asarray(X, np.float32),
-                                               centred_one_hot(y, n_classes), hyper))
+        X_real, Y_real, hyper = self._put_real_data(placement, X, centred_one_hot(y, n_classes),
+                                                    hyper, synthetic)
         return state, {"config": config, "hyper": hyper, "X_real": X_real, "Y_real": Y_real}
 
-    def _checkpoint_extra(self, run):
-        return {"flip": bool(run["config"].flip)}
-
-    def _step_function(self, run, start_step):
-        X_real, Y_real, hyper, config = run["X_real"], run["Y_real"], run["hyper"], run["config"]
-        return lambda s: _meta_step(s, X_real, Y_real, hyper, config)
 
     def _finish(self, result, run, synthetic):
         self.flip_ = run["config"].flip

@@ -17,10 +17,11 @@ A method supplies hooks; everything else is inherited::
     _initial_labels(y, n_classes)
     _start(X, y, model, synthetic, placement, keys) -> (state, run)
     _step_function(run, start_step) -> step(state) -> (state, loss)
+        # or a jitted _meta_step(state, X_real, Y_real, hyper, config) attribute
     _finish(result, run, synthetic) -> DistillationResult
 
 and optionally ``_initial_set``, ``_warm_labels``, ``_check_data``, ``_fresh_state``,
-``_checkpoint_extra``, ``_checkpoint_exclude`` and ``_evaluation_loss`` (a
+``_checkpoint_extra`` (``_resolved_parameters``), ``_checkpoint_exclude`` and ``_evaluation_loss`` (a
 :class:`~sklearn_distill.BaseDistiller` attribute: ``"ce"`` when the learned labels are
 probabilities). See the architecture page of the documentation for a whole
 method written in one file.
@@ -123,6 +124,9 @@ class GradientDistiller(BaseDistiller):
     _method_name = None
     # Parameters left out of the checkpoint configuration besides the shared neutral ones.
     _checkpoint_exclude = frozenset()
+    # Parameters recorded in checkpoint configurations as resolved by the fit (see
+    # _checkpoint_extra), e.g. ("flip",).
+    _resolved_parameters = ()
 
     # -- hooks ----------------------------------------------------------------------------------
 
@@ -137,9 +141,15 @@ class GradientDistiller(BaseDistiller):
         """Build the initial state (a pytree) and whatever the step needs (``run``)."""
         raise NotImplementedError
 
-    def _step_function(self, run, start_step):  # pragma: no cover - abstract
-        """The function ``state -> (state, loss)`` that :func:`run_loop` calls."""
-        raise NotImplementedError
+    def _step_function(self, run, start_step):
+        """The function ``state -> (state, loss)`` that :func:`run_loop` calls.
+
+        Default: the method's jitted ``_meta_step(state, X_real, Y_real, hyper, config)`` on the
+        entries of ``run`` that :meth:`_put_real_data` and ``_start`` made.
+        """
+        step = type(self)._meta_step
+        X_real, Y_real, hyper, config = run["X_real"], run["Y_real"], run["hyper"], run["config"]
+        return lambda s: step(s, X_real, Y_real, hyper, config)
 
     def _finish(self, result, run, synthetic):  # pragma: no cover - abstract
         """Turn the loop's :class:`~sklearn_distill._training.LoopResult` into the result."""
@@ -163,8 +173,12 @@ class GradientDistiller(BaseDistiller):
         return state
 
     def _checkpoint_extra(self, run):
-        """Resolved values (e.g. ``flip``) that the configuration records beside the parameters."""
-        return {}
+        """Resolved values that the configuration records instead of their parameters.
+
+        Default: the ``_resolved_parameters`` (e.g. ``("flip",)``: ``"auto"`` resolved) as the
+        static configuration ``run["config"]`` holds them.
+        """
+        return {name: getattr(run["config"], name) for name in self._resolved_parameters}
 
     # -- the shared pieces ----------------------------------------------------------------------
 
@@ -197,6 +211,14 @@ class GradientDistiller(BaseDistiller):
                              np.concatenate([y_old, y_syn]),
                              np.concatenate([labels_old, np.asarray(labels, np.float32)]),
                              scale, len(x_old), warm_start)
+
+    @staticmethod
+    def _put_real_data(placement, X, targets, hyper, synthetic):
+        """The real data and targets, and ``hyper``, on the device(s) once (batches are gathered
+        there); a warm start's per-row learning-rate factors join ``hyper`` as ``"row_scale"``."""
+        if synthetic.warm_start is not None:
+            hyper = {**hyper, "row_scale": jnp.asarray(synthetic.row_scale)}
+        return placement.put((np.asarray(X, np.float32), targets, hyper))
 
     def _checkpoint_config(self, X, y, model, run, warm_start):
         """What a checkpoint must match to be resumed: one rule for every method."""

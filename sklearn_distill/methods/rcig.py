@@ -624,6 +624,8 @@ class RCIGDistiller(GradientDistiller):
     # -- the hooks of GradientDistiller ---------------------------------------------------------
 
     _method_name = "RCIG"
+    _meta_step = staticmethod(_meta_step)
+    _resolved_parameters = ("flip",)
 
     def _default_model(self, sample_shape):
         return default_network(sample_shape, width_doubling=True, activation="softplus",
@@ -656,18 +658,13 @@ class RCIGDistiller(GradientDistiller):
                          branch_free=_backend.branch_free())
         hyper = hyperparameters(self.learning_rate, self.temperature_learning_rate, self.l2,
                                 self.max_online_steps, self.online_learning_rate)
-        if synthetic.warm_start is not None:
-            hyper["row_scale"] = jnp.asarray(synthetic.row_scale)
         pool_key, loop_key = keys
         state = init_state(synthetic.x, synthetic.labels, pool_key, loop_key, model,
                            self.pool_size, self.max_online_steps)
-        # The real data goes to the device(s) once; batches are gathered there.
-        X_real, Y_real, hyper = placement.put((np.asarray(X, np.float32),
-                                               np.eye(n_classes, dtype=np.float32)[y], hyper))
+        X_real, Y_real, hyper = self._put_real_data(placement, X, np.eye(n_classes, dtype=np.float32)[y],
+                                                    hyper, synthetic)
         return state, {"config": config, "hyper": hyper, "X_real": X_real, "Y_real": Y_real}
 
-    def _checkpoint_extra(self, run):
-        return {"flip": bool(run["config"].flip)}
 
     def _fresh_state(self, state, run):
         """Tune the inner and Hessian-inverse rates (a resumed fit keeps the checkpoint's)."""
@@ -677,10 +674,6 @@ class RCIGDistiller(GradientDistiller):
             None if self.inner_learning_rate == "auto" else float(self.inner_learning_rate),
             None if self.hinv_learning_rate == "auto" else float(self.hinv_learning_rate))
         return {**state, "inner_lr": jnp.float32(inner_lr), "hinv_lr": jnp.float32(hinv_lr)}
-
-    def _step_function(self, run, start_step):
-        X_real, Y_real, hyper, config = run["X_real"], run["Y_real"], run["hyper"], run["config"]
-        return lambda s: _meta_step(s, X_real, Y_real, hyper, config)
 
     def _finish(self, result, run, synthetic):
         self.flip_ = run["config"].flip
