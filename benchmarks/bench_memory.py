@@ -99,7 +99,7 @@ def build_step(method, shape, width, n_syn, batch, placement, n_classes=10):
                 rows, np.ones(n_syn, np.float32), hyper)
         return R._meta_step, args, {"config": config}, state
     if method == "KRR":
-        from sklearn_distill.methods import translator as T
+        from sklearn_distill.methods import krr as T
 
         model = with_num_classes(ConvNet(width=width, depth=3, norm="none"), n_classes)
         config = T._KRRConfig(model, batch, True, "highest", placement)
@@ -109,7 +109,7 @@ def build_step(method, shape, width, n_syn, batch, placement, n_classes=10):
 
         state = {**synthetic, "opt": optax.adam(1.0).init(synthetic), "key": key,
                  "ok": jnp.asarray(True), "step": jnp.asarray(0, jnp.int32),
-                 "net": T._init_network(model, key, shape)}
+                 "net": T.init_random_network(model, key, shape)}
         Y = centred_one_hot(y, n_classes)
         state = T._renew(*placement.put((state, X, Y)), config=config, new_network=False)
         hyper = {"learning_rate": np.float32(0.01), "ridge": np.float32(1e-6),

@@ -20,11 +20,12 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from . import _backend
 from ._training import select_tree
-from .evaluation import train_step
+from ._trainer import train_step
 from .networks import init_variables
 
-__all__ = ["ModelPool", "pool_optimizer", "init_member", "init_pool", "get_member",
+__all__ = ["ModelPool", "pool_optimizer", "init_member", "init_pool", "new_pool", "get_member",
            "sample_index", "online_update"]
 
 
@@ -70,13 +71,14 @@ def init_pool(key, model, sample_shape, pool_size, max_online_steps, optimizer):
     return ModelPool(variables, opt_state, steps)
 
 
-def _branch_free():
-    """Whether optional training steps are computed and masked instead of put in a lax.cond.
+@partial(jax.jit, static_argnums=(2, 3, 4))
+def new_pool(key, max_online_steps, model, sample_shape, pool_size):
+    """:func:`init_pool` with the online optimiser (:func:`pool_optimizer`), compiled once.
 
-    On the CPU a conditional slows its convolutions far more than computing a skipped step
-    costs; on accelerators the conditional is cheap and skipping the work pays.
+    Adam's state does not depend on the learning rate, so the pool is built with rate 1 and the
+    meta-step's own rate is applied when it trains a member.
     """
-    return jax.default_backend() == "cpu"
+    return init_pool(key, model, sample_shape, pool_size, max_online_steps, pool_optimizer(1.0))
 
 
 def get_member(tree, index):
@@ -94,7 +96,7 @@ def sample_index(key, pool_size):
 
 
 def online_update(pool, index, key, X, targets, *, model, optimizer, max_online_steps,
-                  batch_size=None, keep=True, n_steps=1, max_steps=None):
+                  batch_size=None, keep=True, n_steps=1, max_steps=None, branch_free=None):
     r"""Advance member ``index`` by ``n_steps`` online steps, or re-initialise it.
 
     A member whose counter has reached ``max_online_steps`` (:math:`K`) is replaced by a fresh
@@ -130,7 +132,11 @@ def online_update(pool, index, key, X, targets, *, model, optimizer, max_online_
     max_steps : int or None, default=None
         A static bound on a traced ``n_steps``: the loop is then unrolled into ``max_steps``
         steps (XLA's CPU backend runs convolutions in while loops slowly), each computed and
-        masked on the CPU and put in a ``lax.cond`` elsewhere.
+        masked (``branch_free``) or put in a ``lax.cond``.
+    branch_free : bool or None, default=None
+        Mask the optional steps instead of branching; ``None``: the ``branch_free`` decision of
+        :mod:`sklearn_distill._backend` when the step is traced (on the CPU, whose backend runs
+        convolutions inside a conditional many times slower).
 
     Returns
     -------
@@ -161,9 +167,10 @@ def online_update(pool, index, key, X, targets, *, model, optimizer, max_online_
             return train_step(model, optimizer, *carry, X, targets, "mse")[:2]
 
         if max_steps is not None:
+            masked = _backend.branch_free() if branch_free is None else bool(branch_free)
             carry = (variables, opt_state)
             for i in range(int(max_steps)):
-                if _branch_free():
+                if masked:
                     carry = select_tree(i < n_steps, body(i, carry), carry)
                 else:
                     carry = jax.lax.cond(i < n_steps, partial(body, i), lambda c: c, carry)

@@ -29,7 +29,6 @@ rows and/or noise per class (:func:`init_synthetic`), centred one-hot labels
 """
 
 import hashlib
-import json
 import os
 import signal
 import threading
@@ -41,12 +40,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .io import atomic_savez
+from .io import load_container, save_container
 
 __all__ = ["LoopResult", "run_loop", "select_tree", "tree_isfinite", "save_checkpoint",
            "load_checkpoint", "restore_state", "data_fingerprint", "init_synthetic",
-           "centred_one_hot", "init_labels", "label_margin_loss", "prepend_warm_start",
-           "scale_rows", "resolve_flip", "seed_description"]
+           "centred_one_hot", "init_labels", "label_margin_loss",
+           "scale_rows", "resolve_flip", "seed_description", "key_data", "sample_rows",
+           "real_batch"]
 
 _INITS = ("real", "noise", "real+noise")
 
@@ -89,7 +89,7 @@ def init_synthetic(key, X, y, n_classes, ipc, init="real", noise_scale=0.1):
     y_syn = np.repeat(np.arange(n_classes, dtype=np.int32), ipc)
     # A NumPy generator seeded from the key's bits: host-side sampling needs no compilation,
     # and the result is still a function of the key alone.
-    rng = np.random.default_rng(np.asarray(_key_data(key)).ravel().tolist())
+    rng = np.random.default_rng(np.asarray(key_data(key)).ravel().tolist())
     rows = [rng.choice(np.flatnonzero(y == c), ipc, replace=False) for c in range(n_classes)]
     real = X[np.concatenate(rows)]
     if init == "real":
@@ -101,7 +101,8 @@ def init_synthetic(key, X, y, n_classes, ipc, init="real", noise_scale=0.1):
     return (real + noise_scale * std * eps).astype(np.float32), y_syn
 
 
-def _key_data(key):
+def key_data(key):
+    """The raw ``uint32`` data of a PRNG key, typed (``jax.random.key``) or legacy."""
     if jnp.issubdtype(jnp.result_type(key), jax.dtypes.prng_key):
         return jax.random.key_data(key)
     return key
@@ -149,40 +150,29 @@ def label_margin_loss(labels, margin=None):
     return -jnp.mean(jnp.minimum(top2[:, 0] - top2[:, 1], margin))
 
 
-def prepend_warm_start(x, y, labels, warm_start, n_classes, scale_labels=True):
-    """Put the earlier rows of a :class:`~sklearn_distill.base.WarmStart` before a new block.
+def sample_rows(key, n, batch_size, p=None):
+    """Indices of ``batch_size`` of ``n`` rows drawn without replacement (weighted by ``p``).
 
-    Parameters
-    ----------
-    x, y, labels : ndarray
-        The new block: samples, class indices and initial learned labels.
-    warm_start : WarmStart or None
-    n_classes : int
-    scale_labels : bool, default=True
-        How the earlier rows' labels are initialised when the warm start has none
-        (:func:`init_labels`).
-
-    Returns
-    -------
-    x, y, labels : ndarray
-        Earlier rows first, then the new block.
-    row_scale : ndarray of shape (n_rows,), float32
-        The learning-rate factor of each row: ``learning_rate_scale`` for the earlier rows, 1 for
-        the new ones (all ones without a warm start).
+    All ``n`` rows, in order, when ``batch_size >= n``.
     """
-    if warm_start is None:
-        return x, y, labels, np.ones(len(x), np.float32)
-    x_old = np.asarray(warm_start.X, np.float32)
-    if x_old.shape[1:] != np.shape(x)[1:]:
-        raise ValueError(f"The earlier synthetic rows have sample shape {x_old.shape[1:]}, the data "
-                         f"{np.shape(x)[1:]}.")
-    y_old = np.asarray(warm_start.y)
-    labels_old = (init_labels(y_old, n_classes, scale_labels) if warm_start.soft_labels is None
-                  else np.asarray(warm_start.soft_labels, np.float32))
-    scale = np.concatenate([np.full(len(x_old), warm_start.learning_rate_scale, np.float32),
-                            np.ones(len(x), np.float32)])
-    return (np.concatenate([x_old, np.asarray(x, np.float32)]), np.concatenate([y_old, y]),
-            np.concatenate([labels_old, np.asarray(labels, np.float32)]), scale)
+    if batch_size < n:
+        return jax.random.choice(key, n, (batch_size,), replace=False, p=p)
+    return jnp.arange(n)
+
+
+def real_batch(key, X_real, Y_real, batch_size, placement, *, p=None, transform=None):
+    """A batch of real rows and targets for a meta-step, split over the devices of ``placement``.
+
+    ``batch_size`` rows are drawn without replacement (weighted by ``p``), or all rows are used
+    when there are no more; ``transform(x)`` (an augmentation) is applied to the inputs before
+    they are split. Everything else in a step stays replicated.
+    """
+    if batch_size < X_real.shape[0]:
+        rows = sample_rows(key, X_real.shape[0], batch_size, p)
+        X_real, Y_real = X_real[rows], Y_real[rows]
+    if transform is not None:
+        X_real = transform(X_real)
+    return placement.rows(X_real), placement.rows(Y_real)
 
 
 def scale_rows(updates, row_scale):
@@ -216,9 +206,6 @@ def tree_isfinite(tree):
 # --------------------------------------------------------------------------------------------
 # Checkpoints (no pickle: an .npz of the flattened leaves plus a JSON description)
 # --------------------------------------------------------------------------------------------
-
-_META = "__meta__"
-
 
 def resolve_flip(flip, sample_shape):
     """Whether mirrored copies of the synthetic images are used, from a ``flip`` parameter.
@@ -269,18 +256,13 @@ def save_checkpoint(path, state, step, config, extra=None):
             "dtypes": [leaf.dtype.str for leaf in leaves],
             "step": int(step), "config": config, "extra": extra or {}}
     arrays = {f"leaf_{i:05d}": leaf for i, leaf in enumerate(leaves)}
-    arrays[_META] = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
-    return atomic_savez(path, arrays, prefix=".ckpt-")
+    return save_container(path, arrays, meta, prefix=".ckpt-")
 
 
 def load_checkpoint(path):
     """Read a checkpoint written by :func:`save_checkpoint`; returns ``(leaves, meta)``."""
-    with np.load(os.fspath(path), allow_pickle=False) as data:
-        if _META not in data.files:
-            raise ValueError(f"{path!r} is not a sklearn_distill checkpoint (no metadata block).")
-        meta = json.loads(bytes(data[_META]).decode("utf-8"))
-        leaves = [data[f"leaf_{i:05d}"] for i in range(len(meta["shapes"]))]
-    return leaves, meta
+    arrays, meta = load_container(path, what="sklearn_distill checkpoint")
+    return [arrays[f"leaf_{i:05d}"] for i in range(len(meta["shapes"]))], meta
 
 
 def _config_diff(saved, current):

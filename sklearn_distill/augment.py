@@ -20,7 +20,7 @@ from numbers import Integral, Real
 import jax
 import jax.numpy as jnp
 
-__all__ = ["ImageAugmentation"]
+__all__ = ["ImageAugmentation", "flip_images"]
 
 _MODES = ("all", "one")
 # Operation groups in the order DSA lists them; in ``mode="one"`` each sample gets one of these.
@@ -428,3 +428,11 @@ def _bilinear(images, src_y, src_x):
     gathered = jax.vmap(lambda img, idx: img[idx])(flat, flat_index)
     gathered = gathered.reshape((n, 4) + src_y.shape[1:] + (c,))
     return jnp.sum(weights[..., None] * gathered, axis=1)
+
+
+def flip_images(x):
+    """Mirror NHWC images horizontally (the width axis).
+
+    FRePo and RCIG add the mirrored synthetic images to their regression as extra support points.
+    """
+    return jnp.flip(x, axis=2)

@@ -23,8 +23,7 @@ the result, followed by ``ipc`` new rows per class, and the earlier rows train w
 rate scaled by ``warm_start.learning_rate_scale`` (``0`` leaves them bit-for-bit unchanged).
 """
 
-import os
-from numbers import Integral, Real
+from numbers import Integral
 from typing import NamedTuple, Optional
 
 import numpy as np
@@ -36,22 +35,6 @@ from ._jax import library_prng
 from ._validation import check_ipc, check_random_key, validate_input, validate_training_data
 
 __all__ = ["BaseDistiller", "DistillationResult", "WarmStart"]
-
-# The constraints of the parameters every gradient-based distiller shares (same names, same
-# meaning across methods); a method spreads them into its own ``_parameter_constraints``.
-GRADIENT_PARAMETER_CONSTRAINTS = {
-    "n_steps": [Interval(Integral, 1, None, closed="left")],
-    "learning_rate": [Interval(Real, 0, None, closed="neither")],
-    "batch_size": [Interval(Integral, 1, None, closed="left")],
-    "learn_labels": ["boolean"],
-    "init": [StrOptions({"real", "noise", "real+noise"})],
-    "model": [HasMethods(["init", "apply"]), None],
-    "checkpoint": [str, os.PathLike, None],
-    "checkpoint_every": [Interval(Integral, 1, None, closed="left")],
-    "log_every": [Interval(Integral, 1, None, closed="left")],
-    "verbose": ["verbose"],
-}
-
 
 class DistillationResult(NamedTuple):
     """What a method's ``_distill`` returns.
@@ -134,6 +117,10 @@ class BaseDistiller(BaseEstimator):
 
     # Whether ``_distill`` accepts ``warm_start=WarmStart(...)`` (see the module docstring).
     _supports_warm_start = False
+    # The loss the evaluation networks of ``score``/``evaluate`` train with: "auto" (MSE against
+    # learned labels, cross-entropy for hard ones), or "ce" where the learned labels are
+    # probabilities (RaT-BPTT).
+    _evaluation_loss = "auto"
 
     # -- to implement ---------------------------------------------------------------------------
 
@@ -233,17 +220,17 @@ class BaseDistiller(BaseEstimator):
 
         ``n_models`` overrides ``n_eval_models``; ``progress`` names a progress bar to show.
         """
-        from .evaluation import evaluate
+        from .evaluation import _evaluate
 
         check_is_fitted(self)
-        X = self.layout_.to_input(validate_input(self, X, self.layout_))
+        X = validate_input(self, X, self.layout_)  # once: the internal layout goes on as it is
         # A fixed seed derived from an integer random_state, so repeated scores of one fit agree.
         seed = self.random_state if isinstance(self.random_state, Integral) else 0
-        return evaluate(self.synthetic_X_, self.synthetic_y_, X, y,
-                        soft_labels=self.synthetic_y_soft_,
-                        n_models=n_models or self.n_eval_models, model=self._eval_model(),
-                        n_steps=self.eval_steps, image_shape=self.image_shape,
-                        random_state=seed + 1, progress=progress)
+        return _evaluate(self.synthetic_X_, self.synthetic_y_, X, y, test_validated=True,
+                         soft_labels=self.synthetic_y_soft_, loss=self._evaluation_loss,
+                         n_models=n_models or self.n_eval_models, model=self._eval_model(),
+                         n_steps=self.eval_steps, image_shape=self.image_shape,
+                         random_state=seed + 1, progress=progress)
 
     def _eval_model(self):
         """The evaluation network: ``eval_model``, else the distillation ConvNet without norm."""

@@ -1,4 +1,8 @@
-"""Saving and loading synthetic sets without pickle.
+"""Files without pickle: the library's one container, and synthetic sets.
+
+Every file the library writes -- synthetic sets, checkpoints, translators, the translator cache's
+sub-tasks -- is one container (:func:`save_container`, :func:`load_container`): an ``.npz`` of
+plain arrays plus one entry holding a JSON document, written atomically.
 
 A synthetic set is written as one ``.npz`` file of plain arrays (``X``, ``y``, optional
 ``y_soft``, ``classes``) plus a ``metadata`` entry holding a JSON document (method, parameters,
@@ -14,7 +18,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["SyntheticSet", "save_synthetic_set", "load_synthetic_set"]
+from ._version import __version__
+
+__all__ = ["SyntheticSet", "save_synthetic_set", "load_synthetic_set", "save_container",
+           "load_container", "atomic_savez"]
 
 FORMAT_VERSION = 1
 
@@ -40,6 +47,56 @@ def atomic_savez(path, arrays, prefix=".tmp-"):
             os.remove(tmp)
         raise
     return path
+
+
+META_KEY = "__meta__"
+
+
+def save_container(path, arrays, meta, *, key=META_KEY, prefix=".tmp-"):
+    """Write the library's one file container: plain arrays plus a JSON document, atomically.
+
+    Every file the library writes (synthetic sets, checkpoints, translators, cached sub-tasks) is
+    an ``.npz`` of plain arrays with one more entry, ``key``, holding a JSON document (its
+    ``"format"`` names the kind of file). Nothing is pickled.
+
+    Parameters
+    ----------
+    path : str or path-like
+    arrays : dict of str to ndarray
+    meta : dict
+        JSON-serialisable.
+    key : str, default="__meta__"
+        The entry of the JSON document (synthetic sets use ``"metadata"``).
+    prefix : str
+        Prefix of the temporary file (see :func:`atomic_savez`).
+
+    Returns
+    -------
+    path : str
+    """
+    if key in arrays:
+        raise ValueError(f"The array name {key!r} is reserved for the metadata document.")
+    return atomic_savez(path, {**arrays, key: np.asarray(json.dumps(meta))}, prefix=prefix)
+
+
+def load_container(path, *, key=META_KEY, format=None, what="sklearn_distill file"):
+    """Read a file of :func:`save_container` (``allow_pickle=False``); returns ``(arrays, meta)``.
+
+    Raises a ``ValueError`` naming the file when it has no JSON document or, with ``format``,
+    one of another format. Documents stored as UTF-8 bytes (files of earlier versions) are read
+    too.
+    """
+    with np.load(os.fspath(path), allow_pickle=False) as data:
+        if key not in data.files:
+            raise ValueError(f"{os.fspath(path)!r} is not a {what} (no metadata block).")
+        raw = data[key]
+        text = bytes(raw).decode("utf-8") if raw.dtype == np.uint8 else str(raw)
+        arrays = {k: data[k] for k in data.files if k != key}
+    meta = json.loads(text)
+    if format is not None and meta.get("format") != format:
+        raise ValueError(f"{os.fspath(path)!r} has format {meta.get('format')!r}, expected "
+                         f"{format!r}.")
+    return arrays, meta
 
 
 @dataclass
@@ -119,8 +176,6 @@ def save_synthetic_set(path, distiller, metadata=None):
     >>> s.X.shape, s.metadata["method"]
     ((20, 8, 8, 1), 'RandomDistiller')
     """
-    from . import __version__
-
     classes = _plain_array(distiller.classes_, "class labels")
     meta = {
         "format_version": FORMAT_VERSION,
@@ -137,13 +192,13 @@ def save_synthetic_set(path, distiller, metadata=None):
         meta["feature_names"] = [str(c) for c in distiller.feature_names_in_]
     meta.update(_jsonable(metadata or {}))
     arrays = {"X": np.asarray(distiller.synthetic_X_), "y": _plain_array(distiller.synthetic_y_, "labels"),
-              "classes": classes, "metadata": np.asarray(json.dumps(meta))}
+              "classes": classes}
     if getattr(distiller, "synthetic_y_soft_", None) is not None:
         arrays["y_soft"] = np.asarray(distiller.synthetic_y_soft_)
     path = os.fspath(path)
     if not path.endswith(".npz"):
         path += ".npz"
-    return atomic_savez(path, arrays, prefix=".synthetic-")
+    return save_container(path, arrays, meta, key="metadata", prefix=".synthetic-")
 
 
 def load_synthetic_set(path):
@@ -155,9 +210,8 @@ def load_synthetic_set(path):
     """
     with np.load(os.fspath(path), allow_pickle=False) as data:
         missing = {"X", "y", "classes", "metadata"} - set(data.files)
-        if missing:
-            raise ValueError(f"{path} is not a synthetic-set file: missing entries {sorted(missing)}.")
-        metadata = json.loads(str(data["metadata"]))
-        soft = data["y_soft"] if "y_soft" in data.files else None
-        return SyntheticSet(X=data["X"], y=data["y"], soft_labels=soft, classes=data["classes"],
-                            metadata=metadata)
+    if missing:
+        raise ValueError(f"{path} is not a synthetic-set file: missing entries {sorted(missing)}.")
+    arrays, metadata = load_container(path, key="metadata", what="synthetic-set file")
+    return SyntheticSet(X=arrays["X"], y=arrays["y"], soft_labels=arrays.get("y_soft"),
+                        classes=arrays["classes"], metadata=metadata)

@@ -53,7 +53,7 @@ _SOLVERS = ("auto", "dual", "primal")
 # ---------------------------------------------------------------------------
 
 
-def _check_precision(precision):
+def check_precision(precision):
     """Map a precision name (or a ``jax.lax.Precision``) to ``jax.lax.Precision``."""
     if isinstance(precision, jax.lax.Precision):
         return precision
@@ -174,7 +174,7 @@ def conjugate_kernel(features_a, features_b=None, *, precision="highest"):
        Neural Feature Regression", NeurIPS 2022, Eq. 2.
        https://arxiv.org/abs/2206.00719
     """
-    precision = _check_precision(precision)
+    precision = check_precision(precision)
     features_a = _check_matrix(features_a, "features_a")
     if features_b is None:
         features_b = features_a
@@ -248,7 +248,7 @@ def scaled_ridge(k_ss, reg=1e-6):
     return jnp.asarray(reg, dtype) * jnp.trace(k_ss) / k_ss.shape[0]
 
 
-def _cholesky_solve(k_ss, y_s, diag):
+def cholesky_solve(k_ss, y_s, diag):
     """Solve ``(sym(k_ss) + diag I) X = y_s`` with a Cholesky factorisation."""
     n = k_ss.shape[0]
     # Round-off makes F F^T slightly asymmetric; Cholesky reads only one
@@ -326,7 +326,7 @@ def krr_solve(k_ss, y_s, reg=1e-6, *, jitter=0.0):
     k_ss, y_s = k_ss.astype(dtype), y_s.astype(dtype)
     mean_diag = jnp.trace(k_ss) / k_ss.shape[0]
     diag = (jnp.asarray(reg, dtype) + jnp.asarray(jitter, dtype)) * mean_diag
-    return _cholesky_solve(k_ss, y_s, diag)
+    return cholesky_solve(k_ss, y_s, diag)
 
 
 def krr_predict(k_ts, k_ss, y_s, reg=1e-6, *, jitter=0.0, precision="highest"):
@@ -381,7 +381,7 @@ def krr_predict(k_ts, k_ss, y_s, reg=1e-6, *, jitter=0.0, precision="highest"):
        Neural Feature Regression", NeurIPS 2022, Eq. 2.
        https://arxiv.org/abs/2206.00719
     """
-    precision = _check_precision(precision)
+    precision = check_precision(precision)
     k_ts = _check_matrix(k_ts, "k_ts")
     k_ss = _check_square(k_ss, "k_ss")
     if k_ts.shape[1] != k_ss.shape[0]:
@@ -470,7 +470,7 @@ def krr_predict_from_features(
        Neural Feature Regression", NeurIPS 2022.
        https://arxiv.org/abs/2206.00719
     """
-    precision = _check_precision(precision)
+    precision = check_precision(precision)
     if solver not in _SOLVERS:
         raise ValueError(f"solver must be one of {_SOLVERS}, got {solver!r}.")
     _check_nonnegative(reg, "reg")
@@ -502,7 +502,7 @@ def krr_predict_from_features(
     diag = (jnp.asarray(reg, dtype) + jnp.asarray(jitter, dtype)) * mean_diag
     gram = jnp.matmul(features_s.T, features_s, precision=precision)
     rhs = jnp.matmul(features_s.T, y_s, precision=precision)
-    weights = _cholesky_solve(gram, rhs, diag)
+    weights = cholesky_solve(gram, rhs, diag)
     return jnp.matmul(features_t, weights, precision=precision)
 
 

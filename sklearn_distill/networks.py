@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 
 __all__ = ["ConvNet", "MLP", "ResNet18", "VGG11", "init_variables", "has_batch_norm",
-           "with_num_classes"]
+           "with_num_classes", "default_network", "features"]
 
 _NORMS = ("none", "batch", "instance", "layer")
 _ACTIVATIONS = ("relu", "softplus")
@@ -73,7 +73,7 @@ def _rebuild(cls, fields):
     return cls(**fields)
 
 
-class _Spec:
+class NetworkSpec:
     """Pickle a network as its specification: the class and its fields.
 
     Flax modules carry a unique internal id, so two equal specifications would otherwise pickle
@@ -87,7 +87,7 @@ class _Spec:
         return _rebuild, (type(self), fields)
 
 
-class ConvNet(_Spec, nn.Module):
+class ConvNet(NetworkSpec, nn.Module):
     """The ConvNet of the dataset-distillation literature.
 
     ``depth`` blocks of [3x3 convolution, normalisation, activation, 2x2 average pooling], then a
@@ -166,7 +166,7 @@ class ConvNet(_Spec, nn.Module):
         return _head(self.num_classes, self.weight_init, features)
 
 
-class MLP(_Spec, nn.Module):
+class MLP(NetworkSpec, nn.Module):
     """A fully connected network for tabular data.
 
     Parameters
@@ -269,7 +269,7 @@ class _BasicBlock(nn.Module):
         return act(out + x)
 
 
-class ResNet18(_Spec, nn.Module):
+class ResNet18(NetworkSpec, nn.Module):
     """ResNet-18 for small images, as in the cross-architecture tables of dataset distillation.
 
     The CIFAR variant used by DC, DSA, MTT and FRePo: a 3x3 stem convolution (stride 1, no
@@ -350,7 +350,7 @@ class ResNet18(_Spec, nn.Module):
 _VGG11_CFG = (1, "M", 2, "M", 4, 4, "M", 8, 8, "M", 8, 8, "M")
 
 
-class VGG11(_Spec, nn.Module):
+class VGG11(NetworkSpec, nn.Module):
     """VGG-11 for small images, as in the cross-architecture tables of dataset distillation.
 
     Configuration "A" of Simonyan & Zisserman scaled by ``width / 64``: 3x3 convolutions with
@@ -454,3 +454,37 @@ def has_batch_norm(model):
 def init_variables(model, key, sample_shape):
     """Initialise a network's variables for inputs of shape ``sample_shape`` (no batch axis)."""
     return model.init(key, jnp.zeros((1,) + tuple(sample_shape), jnp.float32), train=False)
+
+
+def default_network(sample_shape, *, norm="none", width_doubling=False, activation="relu",
+                    softplus_temperature=None):
+    """The field's default network for samples of ``sample_shape`` (no batch axis).
+
+    Images: ``ConvNet(width=128, depth=3)``, depth 4 from 64 pixels on the shorter side (the
+    depth the papers use for 64-pixel Tiny ImageNet); tabular rows: ``MLP(hidden_sizes=(256,
+    256))``. The keywords pick a method's variant: ``norm`` and ``width_doubling`` (ConvNet
+    only), ``activation`` and ``softplus_temperature`` (both; ``None`` keeps the default).
+
+    Examples
+    --------
+    >>> default_network((32, 32, 3)).depth, default_network((64, 64, 3)).depth
+    (3, 4)
+    >>> default_network((5,)).hidden_sizes
+    (256, 256)
+    """
+    act = {} if activation == "relu" else {"activation": activation}
+    if softplus_temperature is not None:
+        act["softplus_temperature"] = softplus_temperature
+    if len(sample_shape) == 1:
+        return MLP(hidden_sizes=(256, 256), **act)
+    depth = 4 if min(sample_shape[:2]) >= 64 else 3
+    conv = {"width_doubling": True} if width_doubling else {}
+    return ConvNet(width=128, depth=depth, norm=norm, **conv, **act)
+
+
+def features(model, variables, x):
+    """Penultimate activations of ``model`` on ``x`` in inference mode (no batch statistics taken).
+
+    The features that define the conjugate kernel of FRePo and of the KRR objective.
+    """
+    return model.apply(variables, x, train=False, return_features=True)

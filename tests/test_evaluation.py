@@ -7,8 +7,8 @@ from sklearn.datasets import make_blobs
 
 from sklearn_distill import (MLP, ConvNet, DistilledClassifier, HerdingDistiller, NeuralNetClassifier,
                              evaluate, load_digits_images)
-from sklearn_distill.evaluation import (default_eval_model, default_eval_steps, predict_networks,
-                                        train_networks)
+from sklearn_distill._trainer import predict_networks, train_networks
+from sklearn_distill.evaluation import default_eval_model, default_eval_steps
 from sklearn_distill.networks import with_num_classes
 
 FAST_MLP = dict(model=MLP(hidden_sizes=(32,)), n_steps=150, learning_rate=1e-2)
@@ -107,3 +107,18 @@ def test_distilled_classifier_trains_on_the_synthetic_set_only():
     proba = clf.predict_proba(X[600:700])
     assert proba.shape == (100, 10) and np.allclose(proba.sum(axis=1), 1)
     assert clf.score(X[600:900], y[600:900]) > 0.5
+
+
+def test_score_validates_the_test_data_once(monkeypatch):
+    from sklearn_distill import RandomDistiller, base, evaluation
+
+    X, y = load_digits_images(return_X_y=True)
+    calls = []
+    for module in (base, evaluation):  # count the checks wherever they run
+        real = module.validate_input
+        monkeypatch.setattr(module, "validate_input",
+                            lambda *a, _real=real, **k: calls.append(1) or _real(*a, **k))
+    fitted = RandomDistiller(ipc=1, n_eval_models=1, eval_steps=5,
+                             eval_model=ConvNet(width=4, depth=1), random_state=0).fit(X, y)
+    assert 0.0 <= fitted.score(X[:40], y[:40]) <= 1.0
+    assert len(calls) == 1

@@ -47,3 +47,22 @@ def test_not_a_synthetic_set(tmp_path):
         load_synthetic_set(tmp_path / "other.npz")
     with zipfile.ZipFile(tmp_path / "other.npz") as zf:
         assert zf.namelist() == ["a.npy"]
+
+
+def test_one_container_for_every_file(tmp_path):
+    from sklearn_distill.io import load_container, save_container
+
+    path = save_container(tmp_path / "c.npz", {"a": np.arange(3)}, {"format": "demo/1", "n": 3})
+    arrays, meta = load_container(path, format="demo/1")
+    assert meta == {"format": "demo/1", "n": 3} and arrays["a"].tolist() == [0, 1, 2]
+    with pytest.raises(ValueError, match="has format 'demo/1', expected 'other/1'"):
+        load_container(path, format="other/1")
+    with pytest.raises(ValueError, match="reserved"):
+        save_container(tmp_path / "d.npz", {"__meta__": np.zeros(1)}, {})
+    # Files of earlier versions stored the document as UTF-8 bytes; they still read.
+    np.savez(tmp_path / "old.npz", a=np.ones(2),
+             __meta__=np.frombuffer(json.dumps({"format": "demo/1"}).encode(), np.uint8))
+    assert load_container(tmp_path / "old.npz", format="demo/1")[1] == {"format": "demo/1"}
+    np.savez(tmp_path / "plain.npz", a=np.ones(2))
+    with pytest.raises(ValueError, match="is not a sklearn_distill file"):
+        load_container(tmp_path / "plain.npz")

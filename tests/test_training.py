@@ -10,6 +10,7 @@ import pytest
 
 from sklearn_distill import MLP
 from sklearn_distill import _pool
+from sklearn_distill._backend import backend_context
 from sklearn_distill._training import (centred_one_hot, init_labels, init_synthetic,
                                        label_margin_loss, load_checkpoint, restore_state,
                                        run_loop, save_checkpoint, select_tree)
@@ -153,7 +154,7 @@ def test_pool_reset_schedule():
         np.testing.assert_array_equal(a, b)
 
 
-def test_online_update_has_no_conditional_on_cpu_and_masks_skipped_steps(monkeypatch):
+def test_online_update_has_no_conditional_on_cpu_and_masks_skipped_steps():
     # XLA's CPU backend runs convolutions inside lax.cond many times slower, so on the CPU the
     # re-initialisation and the optional steps are computed and selected instead of branched.
     model = with_num_classes(MLP(hidden_sizes=(4,)), 2)
@@ -180,7 +181,11 @@ def test_online_update_has_no_conditional_on_cpu_and_masks_skipped_steps(monkeyp
         for a, b in zip(jax.tree.leaves(masked), jax.tree.leaves(looped)):
             np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
         assert int(masked.steps[1]) == int(pool.steps[1]) + n
-    monkeypatch.setattr(_pool, "_branch_free", lambda: False)  # the accelerator path
-    branched = update(None, 5)(pool, jnp.asarray(3))
+    with backend_context(branch_free=False):  # the accelerator path, through the policy
+        branched = update(None, 5)(pool, jnp.asarray(3))
+        jaxpr = jax.make_jaxpr(lambda p, n: _pool.online_update(
+            p, 1, jax.random.PRNGKey(1), X, Y, model=model, optimizer=opt, max_online_steps=4,
+            n_steps=n, max_steps=5))(pool, jnp.asarray(2))
+    assert "cond[" in str(jaxpr)
     for a, b in zip(jax.tree.leaves(branched), jax.tree.leaves(masked)):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)

@@ -22,7 +22,6 @@ labels take one LAMB step on it; then the sampled network takes one Adam step on
 (or is re-initialised after ``max_online_steps`` such steps, see :mod:`sklearn_distill._pool`).
 """
 
-import os
 from functools import partial
 from numbers import Integral, Real
 from typing import Any, NamedTuple
@@ -34,13 +33,14 @@ import optax
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from .. import _pool
-from .._sharding import DEVICES_CONSTRAINT, DataParallel, data_parallel
-from .._training import (centred_one_hot, data_fingerprint, init_labels, init_synthetic,
-                         label_margin_loss, prepend_warm_start, resolve_flip, restore_state,
-                         run_loop, scale_rows, seed_description, select_tree, tree_isfinite)
-from ..base import GRADIENT_PARAMETER_CONSTRAINTS, BaseDistiller, DistillationResult
+from .._sharding import DataParallel
+from .._training import (centred_one_hot, init_labels, label_margin_loss, real_batch,
+                         resolve_flip, scale_rows, select_tree, tree_isfinite)
+from ..augment import flip_images
+from ..base import DistillationResult
 from ..kernels import feature_regression_loss
-from ..networks import MLP, ConvNet, with_num_classes
+from ..networks import default_network, features
+from .gradient import PRECISION_CONSTRAINT, GradientDistiller
 
 __all__ = ["FRePoDistiller"]
 
@@ -85,16 +85,6 @@ def _lamb(hyper):
     return optax.lamb(schedule)
 
 
-def _features(model, variables, x):
-    # Inference mode: batch norm uses the running statistics of the member's online training,
-    # and no statistics are taken from the real or the synthetic batch.
-    return model.apply(variables, x, train=False, return_features=True)
-
-
-def _flip_images(x):
-    return jnp.flip(x, axis=2)  # NHWC: mirror the width axis
-
-
 def meta_loss(synthetic, variables, x_real, y_real, config, ridge):
     r"""FRePo's meta-loss of the synthetic set ``{"x", "y"}`` under one network.
 
@@ -107,10 +97,12 @@ def meta_loss(synthetic, variables, x_real, y_real, config, ridge):
         y = jax.lax.stop_gradient(y)
     if config.flip:
         # The mirrored copies enter the regression as extra support points with the same labels.
-        x = jnp.concatenate([x, _flip_images(x)])
+        x = jnp.concatenate([x, flip_images(x)])
         y = jnp.concatenate([y, y])
-    feat_t = jax.lax.stop_gradient(_features(config.model, variables, x_real))
-    feat_s = _features(config.model, variables, x)
+    # Inference mode: batch norm uses the running statistics of the member's online training,
+    # and no statistics are taken from the real or the synthetic batch.
+    feat_t = jax.lax.stop_gradient(features(config.model, variables, x_real))
+    feat_s = features(config.model, variables, x)
     # "auto" solves in primal form when the synthetic set outnumbers the features: the dual Gram
     # matrix is then rank-deficient and its float32 Cholesky fails under the tiny ridge.
     kernel_loss = feature_regression_loss(feat_t, y_real, feat_s, y, ridge, solver="auto",
@@ -118,23 +110,12 @@ def meta_loss(synthetic, variables, x_real, y_real, config, ridge):
     return kernel_loss + margin, kernel_loss
 
 
-def _real_batch(key, X_real, Y_real, config):
-    n = X_real.shape[0]
-    if config.batch_size < n:
-        rows = jax.random.choice(key, n, (config.batch_size,), replace=False)
-        x, y = X_real[rows], Y_real[rows]
-    else:
-        x, y = X_real, Y_real
-    # Split the real batch over the devices; everything else stays replicated.
-    return config.placement.rows(x), config.placement.rows(y)
-
-
 def _meta_gradient(state, X_real, Y_real, hyper, config):
     """Meta-loss, its gradient, the member index and the keys of one step (no update)."""
     key, batch_key, index_key, online_key = jax.random.split(state["key"], 4)
     index = _pool.sample_index(index_key, state["pool"].steps.shape[0])
     variables = _pool.get_member(state["pool"].variables, index)
-    x_real, y_real = _real_batch(batch_key, X_real, Y_real, config)
+    x_real, y_real = real_batch(batch_key, X_real, Y_real, config.batch_size, config.placement)
     synthetic = {"x": state["x"], "y": state["y"]}
     (loss, _), grads = jax.value_and_grad(meta_loss, has_aux=True)(
         synthetic, variables, x_real, y_real, config, hyper["ridge"])
@@ -176,7 +157,7 @@ def _meta_step_impl(state, X_real, Y_real, hyper, config):
 _meta_step = jax.jit(_meta_step_impl, static_argnames=("config",), donate_argnums=(0,))
 
 
-class FRePoDistiller(BaseDistiller):
+class FRePoDistiller(GradientDistiller):
     r"""Dataset distillation by neural feature regression with a model pool (FRePo).
 
     Learns ``ipc`` synthetic samples per class, and their labels, such that kernel ridge
@@ -307,15 +288,13 @@ class FRePoDistiller(BaseDistiller):
     """
 
     _parameter_constraints = {
-        **BaseDistiller._parameter_constraints,
-        **GRADIENT_PARAMETER_CONSTRAINTS,
+        **GradientDistiller._parameter_constraints,
         "flip": [StrOptions({"auto"}), "boolean"],
         "pool_size": [Interval(Integral, 1, None, closed="left")],
         "max_online_steps": [Interval(Integral, 1, None, closed="left")],
         "online_learning_rate": [Interval(Real, 0, None, closed="neither")],
         "ridge": [Interval(Real, 0, None, closed="left")],
-        "precision": [StrOptions({"highest", "high", "default"})],
-        "devices": DEVICES_CONSTRAINT,
+        "precision": PRECISION_CONSTRAINT,
     }
 
     def __init__(self, ipc=1, *, n_steps=1000, learning_rate=3e-4, batch_size=1024,
@@ -348,84 +327,38 @@ class FRePoDistiller(BaseDistiller):
         self.verbose = verbose
         self.random_state = random_state
 
-    # -- helpers --------------------------------------------------------------------------------
+    # -- the hooks of GradientDistiller ---------------------------------------------------------
 
-    def _distill_model(self, sample_shape):
-        if self.model is not None:
-            return self.model
-        if len(sample_shape) == 1:
-            return MLP(hidden_sizes=(256, 256))
-        depth = 4 if min(sample_shape[:2]) >= 64 else 3
-        return ConvNet(width=128, depth=depth, norm="batch", width_doubling=True)
+    _method_name = "FRePo"
+    _meta_step = staticmethod(_meta_step)
+    _resolved_parameters = ("flip",)
 
-    def _eval_model(self):
-        if self.eval_model is None and self.model is None and not self.layout_.is_image:
-            return None  # the protocol's MLP
-        if self.eval_model is None and self.model is None:
-            return self._distill_model(self.layout_.sample_shape).clone(norm="none", parent=None)
-        return super()._eval_model()
+    def _default_model(self, sample_shape):
+        return default_network(sample_shape, norm="batch", width_doubling=True)
 
-    def _checkpoint_config(self, X, y, flip, warm_start=None):
-        model = self._distill_model(X.shape[1:])
-        seed = seed_description(self.random_state)
-        return {"method": "FRePo", "ipc": int(self.ipc), "n_steps": int(self.n_steps),
-                "learning_rate": float(self.learning_rate), "batch_size": int(self.batch_size),
-                "learn_labels": bool(self.learn_labels), "flip": bool(flip), "init": self.init,
-                "model": repr(model), "pool_size": int(self.pool_size),
-                "max_online_steps": int(self.max_online_steps),
-                "online_learning_rate": float(self.online_learning_rate),
-                "ridge": float(self.ridge), "precision": self.precision,
-                "random_state": seed, "data": data_fingerprint(X, y),
-                "warm_start": None if warm_start is None else {
-                    "rows": data_fingerprint(np.asarray(warm_start.X), np.asarray(warm_start.y)),
-                    "learning_rate_scale": float(warm_start.learning_rate_scale)}}
+    def _initial_labels(self, y, n_classes):
+        return init_labels(y, n_classes)
 
-    # -- the method -----------------------------------------------------------------------------
-
-    _supports_warm_start = True
-
-    def _distill(self, X, y, key, warm_start=None):
+    def _start(self, X, y, model, synthetic, placement, keys):
         n_classes = len(self.classes_)
-        sample_shape = tuple(X.shape[1:])
-        flip = resolve_flip(self.flip, sample_shape)
-        model = with_num_classes(self._distill_model(sample_shape), n_classes)
-
-        placement = data_parallel(self.devices)
-        batch_size = placement.batch_size(self.batch_size, len(X))
-        config = _Config(model=model, batch_size=batch_size, learn_labels=bool(self.learn_labels),
-                         flip=flip, precision=self.precision, placement=placement)
+        flip = resolve_flip(self.flip, tuple(X.shape[1:]))
+        config = _Config(model=model, batch_size=placement.batch_size(self.batch_size, len(X)),
+                         learn_labels=bool(self.learn_labels), flip=flip,
+                         precision=self.precision, placement=placement)
         hyper = hyperparameters(self.n_steps, self.learning_rate, self.ridge,
                                 self.max_online_steps, self.online_learning_rate)
+        pool_key, loop_key = keys
+        state = init_state(synthetic.x, synthetic.labels, pool_key, loop_key, model,
+                           self.pool_size, self.max_online_steps)
+        X_real, Y_real, hyper = self._put_real_data(placement, X, centred_one_hot(y, n_classes),
+                                                    hyper, synthetic)
+        return state, {"config": config, "hyper": hyper, "X_real": X_real, "Y_real": Y_real}
 
-        init_key, pool_key, loop_key = jax.random.split(key, 3)
-        x_syn, y_syn = init_synthetic(init_key, X, y, n_classes, self.ipc, self.init)
-        x_syn, y_syn, labels, row_scale = prepend_warm_start(
-            x_syn, y_syn, init_labels(y_syn, n_classes), warm_start, n_classes)
-        if warm_start is not None:
-            hyper["row_scale"] = jnp.asarray(row_scale)
-        state = init_state(x_syn, labels, pool_key, loop_key, model, self.pool_size,
-                           self.max_online_steps)
 
-        ckpt_config = self._checkpoint_config(X, y, flip, warm_start)
-        start_step, history = 0, None
-        if self.checkpoint is not None and os.path.exists(self.checkpoint):
-            state, start_step, extra = restore_state(self.checkpoint, state, ckpt_config)
-            history = extra.get("history")
-
-        # The real data goes to the device(s) once; batches are gathered there.
-        X_real = jnp.asarray(X, jnp.float32)
-        Y_real = jnp.asarray(centred_one_hot(y, n_classes))
-        X_real, Y_real, state, hyper = placement.put((X_real, Y_real, state, hyper))
-
-        result = run_loop(lambda s: _meta_step(s, X_real, Y_real, hyper, config), state,
-                          n_steps=self.n_steps, start_step=start_step, log_every=self.log_every,
-                          checkpoint=self.checkpoint, checkpoint_every=self.checkpoint_every,
-                          checkpoint_config=ckpt_config, history=history, verbose=self.verbose,
-                          description="FRePo")
-        self.stop_reason_ = result.stop_reason
-        self.flip_ = flip
+    def _finish(self, result, run, synthetic):
+        self.flip_ = run["config"].flip
         final = jax.device_get({"x": result.state["x"], "y": result.state["y"]})
-        return DistillationResult(X=np.asarray(final["x"], np.float32), y=y_syn,
+        return DistillationResult(X=np.asarray(final["x"], np.float32), y=synthetic.y,
                                   soft_labels=np.asarray(final["y"], np.float32),
                                   n_iter=result.step, history=result.history)
 
@@ -433,16 +366,9 @@ class FRePoDistiller(BaseDistiller):
 def init_state(x_syn, y_syn, pool_key, loop_key, model, pool_size, max_online_steps):
     """The full FRePo state: synthetic set, labels, LAMB state, model pool, key, ``ok`` flag."""
     synthetic = {"x": jnp.asarray(x_syn, jnp.float32), "y": jnp.asarray(y_syn, jnp.float32)}
-    pool = _init_pool_jit(pool_key, jnp.asarray(max_online_steps, jnp.int32), model,
+    pool = _pool.new_pool(pool_key, jnp.asarray(max_online_steps, jnp.int32), model,
                           tuple(x_syn.shape[1:]), int(pool_size))
     # The LAMB state does not depend on the hyperparameters' values.
     opt_state = _lamb(hyperparameters(1, 1.0, 0.0, 1, 1.0)).init(synthetic)
     return {"x": synthetic["x"], "y": synthetic["y"], "opt": opt_state,
             "pool": pool, "key": jnp.array(loop_key, copy=True), "ok": jnp.asarray(True)}
-
-
-@partial(jax.jit, static_argnums=(2, 3, 4))
-def _init_pool_jit(key, max_online_steps, model, sample_shape, pool_size):
-    # Adam's state does not depend on the learning rate.
-    return _pool.init_pool(key, model, sample_shape, pool_size, max_online_steps,
-                           _pool.pool_optimizer(1.0))

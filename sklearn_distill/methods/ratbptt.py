@@ -1,4 +1,4 @@
-r"""RaT-BPTT and Boost-DD: dataset distillation by random truncated backpropagation through time.
+r"""RaT-BPTT: dataset distillation by random truncated backpropagation through time.
 
 Feng, Vedantam & Kempe, "Embarrassingly Simple Dataset Distillation", ICLR 2024
 (https://arxiv.org/abs/2311.07025).
@@ -28,13 +28,10 @@ with the activations of every step. The gradient of the real-data loss with resp
 :math:`\theta_N` is accumulated over chunks of the real batch, then pulled back through the
 window with one vector-Jacobian product.
 
-:class:`BoostedDistiller` is Boost-DD: it grows a synthetic set block by block, each new block
-distilled with the earlier ones in place and trained with their learning rate scaled by
-:math:`\beta`, so that every prefix of blocks is a good distilled set on its own.
+Boost-DD, which grows a synthetic set block by block with a gradient-based distiller such as this
+one, is :class:`~sklearn_distill.BoostedDistiller` (:mod:`sklearn_distill.methods.boosting`).
 """
 
-import copy
-import os
 from functools import partial
 from numbers import Integral, Real
 from typing import Any, NamedTuple, Optional
@@ -43,21 +40,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from sklearn.base import clone
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
-from sklearn.utils.validation import check_is_fitted
 
-from .._sharding import DEVICES_CONSTRAINT, DataParallel, data_parallel
-from .._training import (_key_data, data_fingerprint, init_synthetic, restore_state, run_loop,
-                         scale_rows, seed_description, select_tree, tree_isfinite)
-from .._validation import random_seed, validate_training_data
+from .. import _backend
+from .._sharding import DataParallel
+from .._trainer import apply_network, predict_networks, train_step
+from .._training import (init_synthetic, key_data, real_batch, scale_rows, select_tree,
+                         tree_isfinite)
 from ..augment import ImageAugmentation
-from ..base import (GRADIENT_PARAMETER_CONSTRAINTS, BaseDistiller, DistillationResult,
-                    WarmStart)
-from ..evaluation import apply_network, predict_networks, train_step
-from ..networks import MLP, ConvNet, init_variables, with_num_classes
+from ..base import DistillationResult
+from ..networks import default_network, init_variables
+from .gradient import GradientDistiller
 
-__all__ = ["RaTBPTTDistiller", "BoostedDistiller", "hardness_weights"]
+__all__ = ["RaTBPTTDistiller", "hardness_weights"]
 
 # eps_root of the inner Adam: the square root of the second moment is differentiated, and it is
 # exactly zero for parameters without gradient (e.g. a convolution bias before instance norm).
@@ -276,17 +271,11 @@ def truncated_meta_gradient(config, hyper, synthetic, class_rows, x_real, y_real
 
 
 def _real_batch(config, key, X_real, Y_real, weights):
-    n = X_real.shape[0]
+    """The real batch (drawn with the hardness ``weights``, if any), augmented."""
     batch_key, aug_key = jax.random.split(key)
-    if config.batch_size < n:
-        rows = jax.random.choice(batch_key, n, (config.batch_size,), replace=False, p=weights)
-        x, y = X_real[rows], Y_real[rows]
-    else:
-        x, y = X_real, Y_real
-    if config.augmentation is not None:
-        x = config.augmentation(aug_key, x)
-    # Split the real batch over the devices; everything else stays replicated.
-    return config.placement.rows(x), config.placement.rows(y)
+    transform = None if config.augmentation is None else partial(config.augmentation, aug_key)
+    return real_batch(batch_key, X_real, Y_real, config.batch_size, config.placement, p=weights,
+                      transform=transform)
 
 
 def _meta_gradient(state, n_unroll, X_real, Y_real, class_rows, hyper, config, carry=None):
@@ -447,13 +436,13 @@ def _label_logits(y, n_classes):
 
 def _unit_norm_noise(key, n, sample_shape):
     """Gaussian samples, each scaled to unit Euclidean norm."""
-    rng = np.random.default_rng(np.asarray(_key_data(key)).ravel().tolist())
+    rng = np.random.default_rng(np.asarray(key_data(key)).ravel().tolist())
     eps = rng.standard_normal((n,) + tuple(sample_shape))
     norms = np.sqrt(np.sum(eps.reshape(n, -1) ** 2, axis=1)).reshape((n,) + (1,) * len(sample_shape))
     return (eps / norms).astype(np.float32)
 
 
-class RaTBPTTDistiller(BaseDistiller):
+class RaTBPTTDistiller(GradientDistiller):
     r"""Dataset distillation by random truncated backpropagation through time (RaT-BPTT).
 
     Learns ``ipc`` synthetic samples per class (and optionally their labels) by differentiating
@@ -518,9 +507,10 @@ class RaTBPTTDistiller(BaseDistiller):
     prefix_loop : {"auto", "device", "host"}, default="auto"
         How the :math:`N - M` inner steps without gradient run: ``"device"``, a
         :func:`jax.lax.fori_loop` inside the one jitted meta-step; ``"host"``, a Python loop over
-        one jitted inner step, then the jitted window and update. ``"auto"``: ``"host"`` on the
-        CPU backend, where XLA runs convolutions inside loops 3 to 12 times slower than the same
-        step dispatched from Python (measured on this project's ConvNets), ``"device"`` elsewhere.
+        one jitted inner step, then the jitted window and update. ``"auto"``: the ``host_loops``
+        backend decision (``sklearn_distill._backend``), ``"host"`` on the CPU backend, where XLA
+        runs convolutions inside loops 3 to 12 times slower than the same step dispatched from
+        Python (measured on this project's ConvNets), ``"device"`` elsewhere.
     real_chunk_size : int, default=1024
         The gradient of the real-batch loss is accumulated over chunks of at most this many rows.
     hardness_sampling : bool, default=False
@@ -593,8 +583,7 @@ class RaTBPTTDistiller(BaseDistiller):
     """
 
     _parameter_constraints = {
-        **BaseDistiller._parameter_constraints,
-        **GRADIENT_PARAMETER_CONSTRAINTS,
+        **GradientDistiller._parameter_constraints,
         "window": [Interval(Integral, 1, None, closed="left")],
         "unroll": [Interval(Integral, 1, None, closed="left")],
         "schedule": [StrOptions({"random", "fixed", "moving"})],
@@ -607,10 +596,7 @@ class RaTBPTTDistiller(BaseDistiller):
         "hardness_sampling": ["boolean"],
         "hardness_models": [Interval(Integral, 1, None, closed="left")],
         "hardness_every": [Interval(Integral, 1, None, closed="left")],
-        "devices": DEVICES_CONSTRAINT,
     }
-
-    _supports_warm_start = True
 
     def __init__(self, ipc=1, *, n_steps=1000, learning_rate=1e-3, batch_size=256, window=20,
                  unroll=60, schedule="random", inner_learning_rate=1e-3, inner_batch_size=None,
@@ -649,22 +635,17 @@ class RaTBPTTDistiller(BaseDistiller):
         self.verbose = verbose
         self.random_state = random_state
 
-    # -- helpers --------------------------------------------------------------------------------
+    # -- the hooks of GradientDistiller ---------------------------------------------------------
 
-    def _distill_model(self, sample_shape):
-        if self.model is not None:
-            return self.model
-        if len(sample_shape) == 1:
-            return MLP(hidden_sizes=(256, 256))
-        depth = 4 if min(sample_shape[:2]) >= 64 else 3
-        return ConvNet(width=128, depth=depth, norm="instance")
+    _method_name = "RaT-BPTT"
+    # Learned labels are probabilities (the softmax of the label logits): the evaluation networks
+    # fit them with cross-entropy, as the inner training does.
+    _evaluation_loss = "ce"
+    # How the prefix runs and the real batch is chunked never changes the synthetic set.
+    _checkpoint_exclude = frozenset({"rematerialize", "prefix_loop", "real_chunk_size"})
 
-    def _eval_model(self):
-        if self.eval_model is None and self.model is None:
-            if not self.layout_.is_image:
-                return None  # the protocol's MLP
-            return self._distill_model(self.layout_.sample_shape).clone(norm="none", parent=None)
-        return super()._eval_model()
+    def _default_model(self, sample_shape):
+        return default_network(sample_shape, norm="instance")
 
     def _augmentation(self, sample_shape):
         if len(sample_shape) == 1 or self.augment is None or self.augment == "none":
@@ -674,11 +655,15 @@ class RaTBPTTDistiller(BaseDistiller):
                                      rotate=True, colour=False, cutout=False, rotate_degrees=15.0)
         return self.augment
 
-    def _check_window(self):
+    def _check_data(self, X, y, n_synthetic):
         if self.window > self.unroll:
             raise ValueError(f"`window`={self.window} must not exceed `unroll`={self.unroll}: the "
                              f"backpropagated window is the end of an unroll of at most `unroll` "
                              f"inner steps.")
+
+    def _initial_labels(self, y, n_classes):
+        return (_label_logits(y, n_classes) if self.learn_labels
+                else np.eye(n_classes, dtype=np.float32)[y])
 
     def _initial_set(self, key, X, y, n_classes):
         if self.init == "noise":
@@ -690,8 +675,7 @@ class RaTBPTTDistiller(BaseDistiller):
         """Label state of the earlier rows: logits of their soft labels, or the initial ones."""
         y_old = np.asarray(warm_start.y)
         if warm_start.soft_labels is None:
-            return (_label_logits(y_old, n_classes) if self.learn_labels
-                    else np.eye(n_classes, dtype=np.float32)[y_old])
+            return self._initial_labels(y_old, n_classes)
         p = np.asarray(warm_start.soft_labels, np.float64)
         if (p.shape != (len(y_old), n_classes) or np.any(p < 0)
                 or not np.allclose(p.sum(axis=1), 1.0, atol=1e-3)):
@@ -701,100 +685,58 @@ class RaTBPTTDistiller(BaseDistiller):
             return np.log(np.maximum(p, 1e-12)).astype(np.float32)
         return p.astype(np.float32)
 
-    def _checkpoint_config(self, X, y, warm):
-        model = self._distill_model(X.shape[1:])
-        seed = seed_description(self.random_state)
-        config = {"method": "RaT-BPTT", "ipc": int(self.ipc), "n_steps": int(self.n_steps),
-                  "learning_rate": float(self.learning_rate), "batch_size": int(self.batch_size),
-                  "window": int(self.window), "unroll": int(self.unroll),
-                  "schedule": self.schedule, "inner_learning_rate": float(self.inner_learning_rate),
-                  "inner_batch_size": self.inner_batch_size, "learn_labels": bool(self.learn_labels),
-                  "augment": repr(self.augment), "init": self.init, "model": repr(model),
-                  "hardness_sampling": bool(self.hardness_sampling),
-                  "hardness_models": int(self.hardness_models),
-                  "hardness_every": int(self.hardness_every),
-                  "random_state": seed, "data": data_fingerprint(X, y)}
-        if warm is not None:
-            config["warm_start"] = data_fingerprint(*warm)
-        return config
-
-    # -- the method -----------------------------------------------------------------------------
-
-    def _distill(self, X, y, key, warm_start=None):
-        self._check_window()
+    def _start(self, X, y, model, synthetic, placement, keys):
         n_classes = len(self.classes_)
-        sample_shape = tuple(X.shape[1:])
-        model = with_num_classes(self._distill_model(sample_shape), n_classes)
-
-        init_key, loop_key, hard_key = jax.random.split(key, 3)
-        x_syn, y_syn = self._initial_set(init_key, X, y, n_classes)
-        labels = (_label_logits(y_syn, n_classes) if self.learn_labels
-                  else np.eye(n_classes, dtype=np.float32)[y_syn])
-        row_scale = np.ones(len(x_syn), np.float32)
-        n_old, warm = 0, None
-        if warm_start is not None:
-            x_old = np.asarray(warm_start.X, np.float32)
-            if x_old.shape[1:] != sample_shape:
-                raise ValueError(f"The earlier synthetic rows have sample shape {x_old.shape[1:]}, "
-                                 f"the data {sample_shape}.")
-            y_old = np.asarray(warm_start.y, np.int32)
-            labels_old = self._warm_labels(warm_start, n_classes)
-            n_old = len(x_old)
-            row_scale = np.concatenate([np.full(n_old, warm_start.learning_rate_scale, np.float32),
-                                        row_scale])
-            x_syn = np.concatenate([x_old, x_syn])
-            y_syn = np.concatenate([y_old, y_syn])
-            labels = np.concatenate([labels_old, labels])
-            warm = (x_old, y_old, labels_old, np.float32([warm_start.learning_rate_scale]))
-
         # Rows of each class (equal counts: every block is class-balanced).
-        counts = np.bincount(y_syn, minlength=n_classes)
+        counts = np.bincount(synthetic.y, minlength=n_classes)
         if np.any(counts != counts[0]):
             raise ValueError(f"The synthetic set must hold equally many rows of every class for "
                              f"class-balanced inner batches; got {counts.tolist()}.")
-        class_rows = np.stack([np.flatnonzero(y_syn == c) for c in range(n_classes)]).astype(np.int32)
+        class_rows = np.stack([np.flatnonzero(synthetic.y == c)
+                               for c in range(n_classes)]).astype(np.int32)
         per_class = (counts[0] if self.inner_batch_size is None
                      else int(np.clip(self.inner_batch_size // n_classes, 1, counts[0])))
-
-        placement = data_parallel(self.devices)
         batch_size = placement.batch_size(self.batch_size, len(X))
         config = _Config(model=model, window=int(self.window), unroll=int(self.unroll),
                          schedule=self.schedule, per_class=int(per_class), batch_size=batch_size,
                          chunk_size=placement.batch_size(self.real_chunk_size, batch_size,
                                                          "real_chunk_size"),
-                         augmentation=self._augmentation(sample_shape),
+                         augmentation=self._augmentation(tuple(X.shape[1:])),
                          learn_labels=bool(self.learn_labels), remat=bool(self.rematerialize),
                          hardness=bool(self.hardness_sampling), placement=placement)
         hyper = hyperparameters(self.n_steps, self.learning_rate, self.inner_learning_rate)
-        state = init_state(x_syn, labels, loop_key, len(X) if config.hardness else None)
-
-        ckpt_config = self._checkpoint_config(X, y, warm)
-        start_step, history = 0, None
-        if self.checkpoint is not None and os.path.exists(self.checkpoint):
-            state, start_step, extra = restore_state(self.checkpoint, state, ckpt_config)
-            history = extra.get("history")
+        loop_key, hard_key = keys
+        state = init_state(synthetic.x, synthetic.labels, loop_key,
+                           len(X) if config.hardness else None)
         # The real data goes to the device(s) once; batches are gathered there.
-        state, X_real, Y_real, class_rows, row_scale, hyper = placement.put(
-            (state, np.asarray(X, np.float32), np.eye(n_classes, dtype=np.float32)[y], class_rows,
-             row_scale, hyper))
+        X_real, Y_real, class_rows, row_scale, hyper = placement.put(
+            (np.asarray(X, np.float32), np.eye(n_classes, dtype=np.float32)[y], class_rows,
+             synthetic.row_scale, hyper))
+        return state, {"config": config, "hyper": hyper, "X": X, "y": y, "X_real": X_real,
+                       "Y_real": Y_real, "class_rows": class_rows, "row_scale": row_scale,
+                       "hard_key": hard_key, "lengths": [],
+                       "seed": int(np.asarray(key_data(loop_key)).ravel()[-1])}
+
+    def _step_function(self, run, start_step):
+        config, hyper, class_rows = run["config"], run["hyper"], run["class_rows"]
+        X_real, Y_real, row_scale = run["X_real"], run["Y_real"], run["row_scale"]
+        # "auto": the host_loops backend decision (see the prefix_loop parameter for the reason).
         host_prefix = (self.prefix_loop == "host"
-                       or (self.prefix_loop == "auto" and jax.default_backend() == "cpu"))
-        seed = int(np.asarray(_key_data(loop_key)).ravel()[-1])
+                       or (self.prefix_loop == "auto" and _backend.host_loops()))
         counter = [start_step]
-        lengths = []
 
         def step_fn(s):
             step = counter[0]
             if config.hardness and step % self.hardness_every == 0:
                 wrong = misclassification_counts(
-                    config, hyper, s, class_rows, X, y, jax.random.fold_in(hard_key, step),
-                    int(self.hardness_models))
+                    config, hyper, s, class_rows, run["X"], run["y"],
+                    jax.random.fold_in(run["hard_key"], step), int(self.hardness_models))
                 self.hardness_counts_ = wrong
                 self.hardness_weights_ = hardness_weights(wrong, self.hardness_models)
                 s = {**s, "weights": jnp.asarray(self.hardness_weights_)}
             n_unroll = unroll_length(config.schedule, config.window, config.unroll, step,
-                                     int(self.n_steps), seed)
-            lengths.append(n_unroll)
+                                     int(self.n_steps), run["seed"])
+            run["lengths"].append(n_unroll)
             n_arg = jnp.asarray(n_unroll, jnp.int32)
             if host_prefix:
                 carry = _start_network(s, hyper, config)
@@ -808,197 +750,17 @@ class RaTBPTTDistiller(BaseDistiller):
             counter[0] += 1
             return s, loss
 
-        result = run_loop(step_fn, state, n_steps=self.n_steps, start_step=start_step,
-                          log_every=self.log_every, checkpoint=self.checkpoint,
-                          checkpoint_every=self.checkpoint_every, checkpoint_config=ckpt_config,
-                          history=history, verbose=self.verbose, description="RaT-BPTT")
-        self.stop_reason_ = result.stop_reason
-        self.unroll_lengths_ = np.asarray(lengths, dtype=np.int64)
+        return step_fn
+
+    def _finish(self, result, run, synthetic):
+        self.unroll_lengths_ = np.asarray(run["lengths"], dtype=np.int64)
         final = jax.device_get({"x": result.state["x"], "y": result.state["y"]})
-        x_out = np.asarray(final["x"], np.float32)
         soft = None
         if self.learn_labels:
             soft = np.array(jax.nn.softmax(jnp.asarray(final["y"]), axis=-1), np.float32)
-            if warm_start is not None and warm_start.soft_labels is not None and \
-                    warm_start.learning_rate_scale == 0:
-                soft[:n_old] = np.asarray(warm_start.soft_labels, np.float32)  # exactly unchanged
-        return DistillationResult(X=x_out, y=y_syn, soft_labels=soft, n_iter=result.step,
-                                  history=result.history)
-
-    def evaluate(self, X, y, n_models=None, progress=None):
-        """Like :meth:`score`, but return the full :class:`~sklearn_distill.EvaluationResult`.
-
-        Learned labels (probabilities) are fitted with cross-entropy, as in the inner training.
-        """
-        from ..evaluation import evaluate
-        from .._validation import validate_input
-
-        check_is_fitted(self)
-        X = self.layout_.to_input(validate_input(self, X, self.layout_))
-        seed = self.random_state if isinstance(self.random_state, Integral) else 0
-        return evaluate(self.synthetic_X_, self.synthetic_y_, X, y,
-                        soft_labels=self.synthetic_y_soft_, loss="ce",
-                        n_models=n_models or self.n_eval_models, model=self._eval_model(),
-                        n_steps=self.eval_steps, image_shape=self.image_shape,
-                        random_state=seed + 1, progress=progress)
-
-
-# --------------------------------------------------------------------------------------------
-# Boost-DD
-# --------------------------------------------------------------------------------------------
-
-class BoostedDistiller(BaseDistiller):
-    r"""Boost-DD: a synthetic set grown block by block, whose prefixes are good sets on their own.
-
-    Distilled sets are strongly inter-correlated: a random subset of a set distilled jointly at
-    ``ipc=50`` trains much worse than a set distilled directly at the subset's size. Boost-DD
-    builds the set in ``n_blocks`` blocks of ``block_ipc`` samples per class: the first block is
-    distilled alone; each further block is distilled with all earlier ones in the synthetic set,
-    the earlier ones training with their learning rate scaled by ``beta`` (``beta=0`` freezes
-    them). The first :math:`k` blocks then form a distilled set of :math:`k \cdot` ``block_ipc``
-    samples per class that was optimised as such (:meth:`first_blocks`).
-
-    Parameters
-    ----------
-    distiller : BaseDistiller
-        A gradient-based distiller that can continue from an earlier synthetic set
-        (``_supports_warm_start``), e.g. :class:`RaTBPTTDistiller`. It is cloned for every block,
-        with ``ipc=block_ipc`` and a ``random_state`` derived from ``random_state`` and the block.
-        Its ``checkpoint`` file, if any, gets a ``.block<k>`` suffix per block.
-    block_ipc : int, default=1
-        Samples per class added by each block.
-    n_blocks : int, default=2
-    beta : float, default=0.1
-        Learning-rate factor of the earlier blocks while a new block trains, in ``[0, 1]``.
-    random_state : int, RandomState instance or None, default=None
-        ``None``: the wrapped distiller's ``random_state``.
-
-    Attributes
-    ----------
-    synthetic_X_, synthetic_y_, synthetic_y_soft_, classes_, sampling_strategy_,
-    n_features_in_ :
-        The whole set, blocks in order (see :class:`~sklearn_distill.base.BaseDistiller`).
-    block_ : ndarray of int of shape (n_synthetic,)
-        The block (0-based) of each synthetic row.
-    distiller_ : BaseDistiller
-        The fitted distiller of the last block (it holds the whole set); :meth:`score` and
-        :meth:`evaluate` use its evaluation settings.
-    n_iter_ : int
-        Optimisation steps over all blocks.
-    history_ : dict of list
-        The blocks' histories one after another, with a ``"block"`` entry.
-
-    Examples
-    --------
-    >>> from sklearn_distill import (BoostedDistiller, ConvNet, RaTBPTTDistiller,
-    ...                              load_digits_images)
-    >>> X, y = load_digits_images(return_X_y=True)
-    >>> rat = RaTBPTTDistiller(n_steps=3, window=2, unroll=3, batch_size=64,
-    ...                        model=ConvNet(width=8, depth=2, norm="instance"))
-    >>> boost = BoostedDistiller(rat, block_ipc=1, n_blocks=2, beta=0.0, random_state=0).fit(X, y)
-    >>> boost.synthetic_X_.shape, boost.block_.tolist()[:12]
-    ((20, 8, 8, 1), [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1])
-    >>> boost.first_blocks(1).synthetic_X_.shape
-    (10, 8, 8, 1)
-    """
-
-    _parameter_constraints = {
-        "distiller": [HasMethods(["fit", "fit_resample"])],
-        "block_ipc": [Interval(Integral, 1, None, closed="left")],
-        "n_blocks": [Interval(Integral, 1, None, closed="left")],
-        "beta": [Interval(Real, 0, 1, closed="both")],
-        "random_state": ["random_state"],
-    }
-
-    def __init__(self, distiller, block_ipc=1, n_blocks=2, beta=0.1, random_state=None):
-        self.distiller = distiller
-        self.block_ipc = block_ipc
-        self.n_blocks = n_blocks
-        self.beta = beta
-        self.random_state = random_state
-
-    def fit(self, X, y):
-        """Distil ``(X, y)`` block by block.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features) or (n_samples, H, W[, C])
-        y : array-like of shape (n_samples,)
-
-        Returns
-        -------
-        self : BoostedDistiller
-        """
-        self._validate_params()
-        if not getattr(self.distiller, "_supports_warm_start", False):
-            raise ValueError(f"`distiller`={type(self.distiller).__name__} cannot continue from an "
-                             f"earlier synthetic set; Boost-DD needs a gradient-based distiller "
-                             f"such as RaTBPTTDistiller.")
-        image_shape = getattr(self.distiller, "image_shape", None)
-        _, _, classes, layout = validate_training_data(self, X, y, image_shape)
-        rs = self.random_state if self.random_state is not None else self.distiller.random_state
-        base_seed = random_seed(rs)
-        warm, history, n_iter = None, {}, 0
-        fitted = None
-        for b in range(self.n_blocks):
-            est = clone(self.distiller).set_params(ipc=self.block_ipc,
-                                                    random_state=(base_seed + b) % (2 ** 32))
-            ckpt = getattr(est, "checkpoint", None)
-            if ckpt is not None:
-                est.set_params(checkpoint=f"{os.fspath(ckpt)}.block{b}")
-            est._fit(X, y, warm_start=warm)
-            x_int = est.layout_.to_internal(est.synthetic_X_)
-            y_int = np.searchsorted(est.classes_, est.synthetic_y_).astype(np.int32)
-            warm = WarmStart(X=x_int, y=y_int, soft_labels=est.synthetic_y_soft_,
-                             learning_rate_scale=float(self.beta))
-            for k, v in (est.history_ or {}).items():
-                history.setdefault(k, []).extend(
-                    (np.asarray(v) + n_iter).tolist() if k == "step" else list(v))
-            history.setdefault("block", []).extend([b] * len(est.history_.get("step", [])))
-            n_iter += int(est.n_iter_)
-            fitted = est
-        self.classes_, self.layout_ = classes, layout
-        self.distiller_ = fitted
-        self.synthetic_X_ = fitted.synthetic_X_
-        self.synthetic_y_ = fitted.synthetic_y_
-        self.synthetic_y_soft_ = fitted.synthetic_y_soft_
-        # Block of each row: every block adds block_ipc rows per class, earlier blocks first.
-        per_block = self.block_ipc * len(classes)
-        self.block_ = np.repeat(np.arange(self.n_blocks), per_block)
-        self.sampling_strategy_ = dict(fitted.sampling_strategy_)
-        self.n_iter_ = n_iter
-        self.history_ = history
-        return self
-
-    def first_blocks(self, k):
-        """The set of the first ``k`` blocks, as a fitted copy of the wrapped distiller.
-
-        Its ``synthetic_X_`` etc. hold ``k * block_ipc`` samples per class, and its
-        :meth:`score`, :meth:`evaluate` and :meth:`save` work as for a directly fitted distiller.
-
-        Parameters
-        ----------
-        k : int
-            Number of blocks, ``1 <= k <= n_blocks``.
-
-        Returns
-        -------
-        distiller : BaseDistiller
-        """
-        check_is_fitted(self)
-        if isinstance(k, bool) or not isinstance(k, Integral) or not 1 <= k <= self.n_blocks:
-            raise ValueError(f"`k` must be an integer in [1, n_blocks={self.n_blocks}]; got {k!r}.")
-        rows = self.block_ < k
-        sub = copy.copy(self.distiller_)
-        sub.synthetic_X_ = self.synthetic_X_[rows]
-        sub.synthetic_y_ = self.synthetic_y_[rows]
-        sub.synthetic_y_soft_ = (None if self.synthetic_y_soft_ is None
-                                 else self.synthetic_y_soft_[rows])
-        sub.sampling_strategy_ = {c: int(k * self.block_ipc) for c in self.classes_.tolist()}
-        sub.ipc = int(k * self.block_ipc)
-        return sub
-
-    def evaluate(self, X, y, n_models=None, progress=None):
-        """Meta-test accuracy of the whole set with the wrapped distiller's evaluation settings."""
-        check_is_fitted(self)
-        return self.distiller_.evaluate(X, y, n_models=n_models, progress=progress)
+            warm = synthetic.warm_start
+            if warm is not None and warm.soft_labels is not None and warm.learning_rate_scale == 0:
+                # The earlier rows' labels exactly unchanged.
+                soft[:synthetic.n_earlier] = np.asarray(warm.soft_labels, np.float32)
+        return DistillationResult(X=np.asarray(final["x"], np.float32), y=synthetic.y,
+                                  soft_labels=soft, n_iter=result.step, history=result.history)

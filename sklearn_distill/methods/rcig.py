@@ -39,7 +39,6 @@ gradient at fixed :math:`\Delta^\star` plus the implicit gradient
 :mod:`sklearn_distill._implicit`).
 """
 
-import os
 from functools import partial
 from numbers import Integral, Real
 from typing import Any, NamedTuple, Optional
@@ -50,14 +49,15 @@ import numpy as np
 import optax
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from .. import _implicit, _pool
-from .._sharding import DEVICES_CONSTRAINT, DataParallel, data_parallel
-from .._training import (data_fingerprint, init_labels, init_synthetic, label_margin_loss,
-                         prepend_warm_start, resolve_flip, restore_state, run_loop, scale_rows,
-                         seed_description, select_tree, tree_isfinite)
-from ..base import GRADIENT_PARAMETER_CONSTRAINTS, BaseDistiller, DistillationResult
-from ..kernels import _check_precision, _cholesky_solve
-from ..networks import MLP, ConvNet, with_num_classes
+from .. import _backend, _implicit, _pool
+from .._sharding import DataParallel
+from .._training import (init_labels, label_margin_loss, real_batch, resolve_flip, scale_rows,
+                         select_tree, tree_isfinite)
+from ..augment import flip_images
+from ..base import DistillationResult
+from ..kernels import check_precision, cholesky_solve
+from ..networks import MLP, default_network
+from .gradient import PRECISION_CONSTRAINT, GradientDistiller
 
 __all__ = ["RCIGDistiller"]
 
@@ -68,9 +68,6 @@ __all__ = ["RCIGDistiller"]
 _START_INNER_LR, _START_HINV_LR = 1e-5, 5e-5
 _GROW, _BACK_OFF, _MAX_PROBES = 1.2, 0.7, 80
 _ADAPT_EVERY, _FAIL_SHARE, _STABLE_SHARE, _SHRINK, _EXPAND = 50, 0.29, 0.7, 0.9, 1.05
-# Unroll the fixed-length inner and Hessian-inverse loops, and the pool's online steps, inside the
-# jitted step (see _adam_inner).
-_UNROLL = True
 
 
 class _Config(NamedTuple):
@@ -88,6 +85,11 @@ class _Config(NamedTuple):
     clip_implicit: bool
     precision: str
     placement: DataParallel = DataParallel(None, None)
+    # Backend choices (sklearn_distill._backend), resolved when a fit builds its configuration:
+    # unroll the fixed-length inner, Hessian-inverse and online loops; mask the optional online
+    # steps instead of branching.
+    unroll: bool = True
+    branch_free: bool = True
 
 
 def hyperparameters(learning_rate, temperature_learning_rate, l2, max_online_steps,
@@ -174,11 +176,7 @@ def _ridge(l2, n_rows):
 
 
 def _gram(a, b, precision):
-    return jnp.matmul(a, b.T, precision=_check_precision(precision))
-
-
-def _flip_images(x):
-    return jnp.flip(x, axis=2)  # NHWC: mirror the width axis
+    return jnp.matmul(a, b.T, precision=check_precision(precision))
 
 
 class Support(NamedTuple):
@@ -221,7 +219,7 @@ def support_set(psi, key, config):
         blocks, live, scale = (x[order[:b]], x[order[b:]]), (True, False), n / b
         y = y[order]
     if config.flip:
-        blocks, live = blocks + tuple(_flip_images(block) for block in blocks), live + live
+        blocks, live = blocks + tuple(flip_images(block) for block in blocks), live + live
         y = jnp.concatenate([y, y])
     return Support(blocks, y, live, scale)
 
@@ -235,10 +233,10 @@ def inner_loss(tangent, support, variables, l2, n_rows, config):
 def _inner_objective(tangent, features, offset, y_s, l2, n_rows, precision):
     k_ss = _gram(features, features, precision)
     lam = _ridge(l2, n_rows)
-    alpha = _cholesky_solve(k_ss, y_s - offset, lam)
+    alpha = cholesky_solve(k_ss, y_s - offset, lam)
     # Y - (J Delta + K alpha) = lambda alpha exactly; the identity keeps the loss well conditioned.
     residual = lam * alpha
-    weights_sq = jnp.sum(alpha * jnp.matmul(k_ss, alpha, precision=_check_precision(precision)))
+    weights_sq = jnp.sum(alpha * jnp.matmul(k_ss, alpha, precision=check_precision(precision)))
     # The penalty covers every tangent coordinate, the (unused) last-layer weights too, so the
     # Hessian is positive definite; those coordinates have no other role and stay at zero.
     tangent_sq = sum(jnp.sum(t ** 2) for t in jax.tree.leaves(tangent))
@@ -253,10 +251,10 @@ def outer_loss(psi, tangent, variables, x_real, onehot_real, key, l2, config):
     feat_s, offset_s = linearised(config.model, variables, tangent, support, mode="outer")
     feat_t, offset_t = linearised(config.model, variables, tangent,
                                   jax.lax.stop_gradient(x_real))
-    alpha = _cholesky_solve(_gram(feat_s, feat_s, config.precision), y_s - offset_s,
+    alpha = cholesky_solve(_gram(feat_s, feat_s, config.precision), y_s - offset_s,
                             _ridge(l2, n_rows))
     pred = offset_t + jnp.matmul(_gram(feat_t, feat_s, config.precision), alpha,
-                                 precision=_check_precision(config.precision))
+                                 precision=check_precision(config.precision))
     ce = jnp.mean(optax.softmax_cross_entropy(pred * jnp.exp(psi["log_temp"]), onehot_real))
     accuracy = jnp.mean(jnp.argmax(pred, -1) == jnp.argmax(onehot_real, -1))
     margin = 0.0
@@ -266,7 +264,7 @@ def outer_loss(psi, tangent, variables, x_real, onehot_real, key, l2, config):
 
 
 def _adam_inner(tangent, features, tangent_map, y_s, l2, n_rows, learning_rate, n_steps,
-                precision):
+                precision, unroll=True):
     """``n_steps`` Adam steps on the inner loss; returns the tangent and the loss trace."""
     optimizer = optax.adam(learning_rate)
 
@@ -281,10 +279,11 @@ def _adam_inner(tangent, features, tangent_map, y_s, l2, n_rows, learning_rate, 
         return optax.apply_updates(t, updates), opt_state, trace.at[i].set(value)
 
     trace = jnp.zeros(n_steps + 1, y_s.dtype)
-    # Unrolled: XLA's CPU backend runs convolutions inside while loops several times slower.
+    # Unrolled (the "unroll" backend decision): XLA's CPU backend runs convolutions inside while
+    # loops several times slower.
     tangent, _, trace = jax.lax.fori_loop(0, n_steps, body,
                                           (tangent, optimizer.init(tangent), trace),
-                                          unroll=_UNROLL)
+                                          unroll=unroll)
     return tangent, trace.at[n_steps].set(objective(tangent))
 
 
@@ -306,7 +305,7 @@ def solve_inner(variables, support, l2, n_rows, learning_rate, config):
     (features, _), linear_map = jax.linearize(network, base)
     tangent_map = lambda t: linear_map(t)[1]  # noqa: E731 - the tangent output only
     return _adam_inner(tangent, features, tangent_map, y_s, l2, n_rows, learning_rate,
-                       config.n_inner, config.precision)
+                       config.n_inner, config.precision, config.unroll)
 
 
 def _clip_to(implicit, direct):
@@ -339,7 +338,7 @@ def meta_gradient_parts(psi, variables, x_real, onehot_real, key, inner_lr, hinv
         support = support_set(psi_, support_key, config)
         return jax.grad(inner_loss)(t, support, variables, l2, n_rows, config)
 
-    solver = _implicit.make_solver(config.hinv_solver, config.n_hinv, hinv_lr, unroll=_UNROLL)
+    solver = _implicit.make_solver(config.hinv_solver, config.n_hinv, hinv_lr, unroll=config.unroll)
     (implicit,), hinv_trace = _implicit.implicit_vjp(optimality, tangent, (psi,), g_tangent,
                                                      solver)
     if config.clip_implicit:
@@ -362,21 +361,12 @@ def _adapt(rate, counts, due):
     return jnp.where(due, rate * factor, rate), jnp.where(due, jnp.zeros_like(counts), counts)
 
 
-def _real_batch(key, X_real, Y_real, config):
-    n = X_real.shape[0]
-    if config.batch_size < n:
-        rows = jax.random.choice(key, n, (config.batch_size,), replace=False)
-        X_real, Y_real = X_real[rows], Y_real[rows]
-    # Split the real batch over the devices; everything else stays replicated.
-    return config.placement.rows(X_real), config.placement.rows(Y_real)
-
-
 def _meta_step_impl(state, X_real, Y_real, hyper, config):
     key, batch_key, index_key, grad_key, online_key, count_key = jax.random.split(state["key"], 6)
     pool = state["pool"]
     index = _pool.sample_index(index_key, pool.steps.shape[0])
     variables = _pool.get_member(pool.variables, index)
-    x_real, onehot_real = _real_batch(batch_key, X_real, Y_real, config)
+    x_real, onehot_real = real_batch(batch_key, X_real, Y_real, config.batch_size, config.placement)
     psi = {"x": state["x"], "y": state["y"], "log_temp": state["log_temp"]}
     loss, direct, implicit, aux = meta_gradient_parts(
         psi, variables, x_real, onehot_real, grad_key, state["inner_lr"], state["hinv_lr"],
@@ -396,14 +386,14 @@ def _meta_step_impl(state, X_real, Y_real, hyper, config):
     # The pool member takes a random number of ordinary training steps on the new set.
     x_pool, y_pool = new["x"], new["y"]
     if config.flip:
-        x_pool = jnp.concatenate([x_pool, _flip_images(x_pool)])
+        x_pool = jnp.concatenate([x_pool, flip_images(x_pool)])
         y_pool = jnp.concatenate([y_pool, y_pool])
     n_online = jax.random.randint(count_key, (), 1, config.online_steps + 1)
     pool = _pool.online_update(
         pool, index, online_key, x_pool, y_pool, model=config.model,
         optimizer=_pool.pool_optimizer(hyper["online_learning_rate"]),
         max_online_steps=hyper["max_online_steps"], keep=ok, n_steps=n_online,
-        max_steps=config.online_steps if _UNROLL else None)
+        max_steps=config.online_steps if config.unroll else None, branch_free=config.branch_free)
 
     # Learning-rate bookkeeping of the inner and Hessian-inverse solves.
     step = state["step"] + ok.astype(jnp.int32)
@@ -432,7 +422,7 @@ def _probe(state, X_real, Y_real, inner_lr, hinv_lr, hyper, config):
     """Classify the inner and Hessian-inverse traces of one meta-step at the given rates."""
     key, batch_key, grad_key = jax.random.split(state["key"], 3)
     variables = _pool.get_member(state["pool"].variables, 0)
-    x_real, onehot_real = _real_batch(batch_key, X_real, Y_real, config)
+    x_real, onehot_real = real_batch(batch_key, X_real, Y_real, config.batch_size, config.placement)
     psi = {"x": state["x"], "y": state["y"], "log_temp": state["log_temp"]}
     _, _, _, aux = meta_gradient_parts(psi, variables, x_real, onehot_real, grad_key, inner_lr,
                                        hinv_lr, hyper["l2"], config)
@@ -462,7 +452,7 @@ def tune_learning_rates(state, X_real, Y_real, hyper, config, inner_lr=None, hin
     return float(inner_lr), float(hinv_lr)
 
 
-class RCIGDistiller(BaseDistiller):
+class RCIGDistiller(GradientDistiller):
     r"""Dataset distillation with reparameterised convexified implicit gradients (RCIG).
 
     Learns ``ipc`` synthetic samples per class, their labels and a temperature by bilevel
@@ -572,8 +562,7 @@ class RCIGDistiller(BaseDistiller):
     """
 
     _parameter_constraints = {
-        **BaseDistiller._parameter_constraints,
-        **GRADIENT_PARAMETER_CONSTRAINTS,
+        **GradientDistiller._parameter_constraints,
         "temperature_learning_rate": [Interval(Real, 0, None, closed="left")],
         "flip": [StrOptions({"auto"}), "boolean"],
         "pool_size": [Interval(Integral, 1, None, closed="left")],
@@ -588,8 +577,7 @@ class RCIGDistiller(BaseDistiller):
         "l2": [Interval(Real, 0, None, closed="neither")],
         "n_backward_subset": [Interval(Integral, 1, None, closed="left"), None],
         "clip_implicit": ["boolean"],
-        "precision": [StrOptions({"highest", "high", "default"})],
-        "devices": DEVICES_CONSTRAINT,
+        "precision": PRECISION_CONSTRAINT,
     }
 
     def __init__(self, ipc=1, *, n_steps=1000, learning_rate=3e-3, temperature_learning_rate=3e-2,
@@ -633,103 +621,68 @@ class RCIGDistiller(BaseDistiller):
         self.verbose = verbose
         self.random_state = random_state
 
-    _supports_warm_start = True
+    # -- the hooks of GradientDistiller ---------------------------------------------------------
 
-    def _distill_model(self, sample_shape):
-        if self.model is not None:
-            return self.model
-        if len(sample_shape) == 1:
-            return MLP(hidden_sizes=(256, 256), activation="softplus", softplus_temperature=60.0)
-        depth = 4 if min(sample_shape[:2]) >= 64 else 3
-        return ConvNet(width=128, depth=depth, norm="none", width_doubling=True,
-                       activation="softplus", softplus_temperature=60.0)
+    _method_name = "RCIG"
+    _meta_step = staticmethod(_meta_step)
+    _resolved_parameters = ("flip",)
+
+    def _default_model(self, sample_shape):
+        return default_network(sample_shape, width_doubling=True, activation="softplus",
+                               softplus_temperature=60.0)
 
     def _eval_model(self):
-        if self.eval_model is None and self.model is None and not self.layout_.is_image:
-            return None  # the protocol's MLP
-        if self.eval_model is None and self.model is None:
-            return self._distill_model(self.layout_.sample_shape).clone(
-                norm="none", activation="relu", parent=None)
         if self.eval_model is None and isinstance(self.model, MLP):
             return self.model.clone(activation="relu", parent=None)
         return super()._eval_model()
 
-    def _checkpoint_config(self, X, y, flip, model, warm_start):
-        seed = seed_description(self.random_state)
-        params = {k: v for k, v in self.get_params().items()
-                  if k not in ("checkpoint", "checkpoint_every", "log_every", "verbose",
-                               "n_eval_models", "eval_steps", "eval_model", "model",
-                               "random_state", "image_shape", "flip", "devices")}
-        return {"method": "RCIG", **{k: (v if isinstance(v, (str, bool, type(None))) else float(v))
-                                     for k, v in params.items()},
-                "flip": bool(flip), "model": repr(model), "random_state": seed,
-                "data": data_fingerprint(X, y),
-                "warm_start": None if warm_start is None else {
-                    "rows": data_fingerprint(np.asarray(warm_start.X), np.asarray(warm_start.y)),
-                    "learning_rate_scale": float(warm_start.learning_rate_scale)}}
+    def _initial_labels(self, y, n_classes):
+        return init_labels(y, n_classes, scale=False)
 
-    def _distill(self, X, y, key, warm_start=None):
-        n_classes = len(self.classes_)
-        sample_shape = tuple(X.shape[1:])
-        flip = resolve_flip(self.flip, sample_shape)
-        model = with_num_classes(self._distill_model(sample_shape), n_classes)
-        n_syn = n_classes * self.ipc + (0 if warm_start is None else len(warm_start.X))
-        if self.n_backward_subset is not None and self.n_backward_subset > n_syn:
+    def _check_data(self, X, y, n_synthetic):
+        if self.n_backward_subset is not None and self.n_backward_subset > n_synthetic:
             raise ValueError(f"`n_backward_subset`={self.n_backward_subset} exceeds the "
-                             f"{n_syn} synthetic samples.")
-        placement = data_parallel(self.devices)
+                             f"{n_synthetic} synthetic samples.")
+
+    def _start(self, X, y, model, synthetic, placement, keys):
+        n_classes = len(self.classes_)
         config = _Config(model=model, batch_size=placement.batch_size(self.batch_size, len(X)),
-                         learn_labels=bool(self.learn_labels), flip=flip,
+                         learn_labels=bool(self.learn_labels),
+                         flip=resolve_flip(self.flip, tuple(X.shape[1:])),
                          n_inner=int(self.n_inner), n_hinv=int(self.n_hinv),
                          hinv_solver=self.hinv_solver, online_steps=int(self.online_steps),
                          n_backward_subset=(None if self.n_backward_subset is None
                                             else int(self.n_backward_subset)),
                          clip_implicit=bool(self.clip_implicit), precision=self.precision,
-                         placement=placement)
+                         placement=placement, unroll=_backend.unroll(),
+                         branch_free=_backend.branch_free())
         hyper = hyperparameters(self.learning_rate, self.temperature_learning_rate, self.l2,
                                 self.max_online_steps, self.online_learning_rate)
+        pool_key, loop_key = keys
+        state = init_state(synthetic.x, synthetic.labels, pool_key, loop_key, model,
+                           self.pool_size, self.max_online_steps)
+        X_real, Y_real, hyper = self._put_real_data(placement, X, np.eye(n_classes, dtype=np.float32)[y],
+                                                    hyper, synthetic)
+        return state, {"config": config, "hyper": hyper, "X_real": X_real, "Y_real": Y_real}
 
-        init_key, pool_key, loop_key = jax.random.split(key, 3)
-        x_syn, y_syn = init_synthetic(init_key, X, y, n_classes, self.ipc, self.init)
-        x_syn, y_syn, labels, row_scale = prepend_warm_start(
-            x_syn, y_syn, init_labels(y_syn, n_classes, scale=False), warm_start, n_classes,
-            scale_labels=False)
-        if warm_start is not None:
-            hyper["row_scale"] = jnp.asarray(row_scale)
-        state = init_state(x_syn, labels, pool_key, loop_key, model, self.pool_size,
-                           self.max_online_steps)
-        # The real data goes to the device(s) once; batches are gathered there.
-        X_real, Y_real, hyper = placement.put((np.asarray(X, np.float32),
-                                               np.eye(n_classes, dtype=np.float32)[y], hyper))
-        state = placement.put(state)
 
-        ckpt_config = self._checkpoint_config(X, y, flip, model, warm_start)
-        start_step, history = 0, None
-        if self.checkpoint is not None and os.path.exists(self.checkpoint):
-            state, start_step, extra = restore_state(self.checkpoint, state, ckpt_config)
-            history = extra.get("history")
-        else:
-            inner_lr, hinv_lr = tune_learning_rates(
-                state, X_real, Y_real, hyper, config,
-                None if self.inner_learning_rate == "auto" else float(self.inner_learning_rate),
-                None if self.hinv_learning_rate == "auto" else float(self.hinv_learning_rate))
-            state = {**state, "inner_lr": jnp.float32(inner_lr), "hinv_lr": jnp.float32(hinv_lr)}
-        # Distinct buffers for every leaf (the meta-step donates its state), on the device(s).
-        state = placement.put(jax.tree.map(lambda a: jnp.array(a, copy=True), state))
+    def _fresh_state(self, state, run):
+        """Tune the inner and Hessian-inverse rates (a resumed fit keeps the checkpoint's)."""
+        state = run["config"].placement.put(state)
+        inner_lr, hinv_lr = tune_learning_rates(
+            state, run["X_real"], run["Y_real"], run["hyper"], run["config"],
+            None if self.inner_learning_rate == "auto" else float(self.inner_learning_rate),
+            None if self.hinv_learning_rate == "auto" else float(self.hinv_learning_rate))
+        return {**state, "inner_lr": jnp.float32(inner_lr), "hinv_lr": jnp.float32(hinv_lr)}
 
-        result = run_loop(lambda s: _meta_step(s, X_real, Y_real, hyper, config), state,
-                          n_steps=self.n_steps, start_step=start_step, log_every=self.log_every,
-                          checkpoint=self.checkpoint, checkpoint_every=self.checkpoint_every,
-                          checkpoint_config=ckpt_config, history=history, verbose=self.verbose,
-                          description="RCIG")
-        self.stop_reason_ = result.stop_reason
-        self.flip_ = flip
+    def _finish(self, result, run, synthetic):
+        self.flip_ = run["config"].flip
         final = jax.device_get({k: result.state[k] for k in
                                 ("x", "y", "log_temp", "inner_lr", "hinv_lr")})
         self.temperature_ = float(np.exp(final["log_temp"]))
         self.inner_learning_rate_ = float(final["inner_lr"])
         self.hinv_learning_rate_ = float(final["hinv_lr"])
-        return DistillationResult(X=np.asarray(final["x"], np.float32), y=y_syn,
+        return DistillationResult(X=np.asarray(final["x"], np.float32), y=synthetic.y,
                                   soft_labels=np.asarray(final["y"], np.float32),
                                   n_iter=result.step, history=result.history)
 
@@ -738,16 +691,10 @@ def init_state(x_syn, y_syn, pool_key, loop_key, model, pool_size, max_online_st
     """The full RCIG state: synthetic set, labels, temperature, optimiser, pool, rates, key."""
     psi = {"x": jnp.asarray(x_syn, jnp.float32), "y": jnp.asarray(y_syn, jnp.float32),
            "log_temp": jnp.zeros((), jnp.float32)}
-    pool = _init_pool_jit(pool_key, jnp.asarray(max_online_steps, jnp.int32), model,
+    pool = _pool.new_pool(pool_key, jnp.asarray(max_online_steps, jnp.int32), model,
                           tuple(x_syn.shape[1:]), int(pool_size))
     opt_state = _optimizer(hyperparameters(1.0, 1.0, 1.0, 1, 1.0)).init(psi)
     return {**psi, "opt": opt_state, "pool": pool, "key": jnp.array(loop_key, copy=True),
             "ok": jnp.asarray(True), "step": jnp.zeros((), jnp.int32),
             "inner_lr": jnp.float32(_START_INNER_LR), "hinv_lr": jnp.float32(_START_HINV_LR),
             "inner_counts": jnp.zeros(3, jnp.int32), "hinv_counts": jnp.zeros(3, jnp.int32)}
-
-
-@partial(jax.jit, static_argnums=(2, 3, 4))
-def _init_pool_jit(key, max_online_steps, model, sample_shape, pool_size):
-    return _pool.init_pool(key, model, sample_shape, pool_size, max_online_steps,
-                           _pool.pool_optimizer(1.0))

@@ -1,0 +1,101 @@
+"""Every CPU-versus-accelerator choice of the library, behind one scoped, overridable policy.
+
+XLA compiles the same program differently per backend, and a few program shapes that are right on
+an accelerator are several times slower on the CPU (and the other way round). Each such choice is
+a named *decision* here, resolved from the backend unless overridden, in the style of
+scikit-learn's ``config_context``::
+
+    >>> from sklearn_distill._backend import backend_context, get_backend_policy
+    >>> with backend_context(branch_free=False):  # the accelerator path, on any backend
+    ...     get_backend_policy()["branch_free"]
+    False
+
+The decisions (the reason, measured, stays at each call site):
+
+``branch_free``
+    Optional work inside a jitted step (a pool member's online steps beyond the sampled count) is
+    computed and masked with a select instead of put in a ``lax.cond``. Auto: on the CPU, whose
+    XLA backend runs convolutions inside a conditional many times slower.
+``unroll``
+    Fixed-length loops inside a jitted step (RCIG's inner, Hessian-inverse and online loops) are
+    unrolled instead of compiled as while loops. Auto: on every backend -- measured on the CPU
+    only, where while loops run convolutions several times slower; an accelerator measurement
+    may make it a CPU-only choice.
+``host_loops``
+    Long loops without gradient (RaT-BPTT's prefix of the unroll) run from Python, one jitted
+    step per iteration, instead of inside the jitted meta-step. Auto: on the CPU.
+
+A decision is read when a fit builds its static configuration (a jit static argument), so a
+compiled step always matches the policy it was built under. Values are per thread.
+"""
+
+import threading
+from contextlib import contextmanager
+
+import jax
+
+__all__ = ["DECISIONS", "backend_context", "get_backend_policy", "set_backend_policy",
+           "branch_free", "unroll", "host_loops"]
+
+# The automatic rule of each decision: a function of "is the default backend the CPU?".
+DECISIONS = {
+    "branch_free": lambda cpu: cpu,
+    "unroll": lambda cpu: True,
+    "host_loops": lambda cpu: cpu,
+}
+
+_local = threading.local()
+
+
+def _overrides():
+    if not hasattr(_local, "overrides"):
+        _local.overrides = {}
+    return _local.overrides
+
+
+def _check(name, value):
+    if name not in DECISIONS:
+        raise ValueError(f"Unknown backend decision {name!r}; expected one of {sorted(DECISIONS)}.")
+    if value != "auto" and not isinstance(value, bool):
+        raise ValueError(f"`{name}` must be 'auto', True or False; got {value!r}.")
+
+
+def get_backend_policy():
+    """Each decision's value now: its override, or its automatic rule on the default backend."""
+    cpu = jax.default_backend() == "cpu"
+    overrides = _overrides()
+    return {name: (overrides[name] if overrides.get(name, "auto") != "auto" else rule(cpu))
+            for name, rule in DECISIONS.items()}
+
+
+def set_backend_policy(**decisions):
+    """Override decisions for this thread (``"auto"`` restores the automatic rule)."""
+    for name, value in decisions.items():
+        _check(name, value)
+    _overrides().update(decisions)
+
+
+@contextmanager
+def backend_context(**decisions):
+    """Override decisions inside a ``with`` block (this thread only); restored on exit."""
+    saved = dict(_overrides())
+    set_backend_policy(**decisions)
+    try:
+        yield
+    finally:
+        _local.overrides = saved
+
+
+def branch_free():
+    """Whether optional work in a jitted step is computed and masked instead of branched."""
+    return get_backend_policy()["branch_free"]
+
+
+def unroll():
+    """Whether fixed-length loops inside a jitted step are unrolled."""
+    return get_backend_policy()["unroll"]
+
+
+def host_loops():
+    """Whether long gradient-free loops run from Python, one jitted step per iteration."""
+    return get_backend_policy()["host_loops"]
