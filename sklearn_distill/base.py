@@ -305,7 +305,8 @@ class BaseDistiller(OneToOneFeatureMixin, BaseEstimator):
 
         Returns
         -------
-        feature_names_out : ndarray of str objects of shape (n_features_in_,)
+        feature_names_out : ndarray of str objects
+            One name per input feature.
 
         Raises
         ------
