@@ -57,6 +57,25 @@ full = make_pipeline(ImageStandardizer(image_shape=(8, 8, 1)),
 print(f"test accuracy, all {len(X_train)} training rows: {full.score(X_test, y_test):.3f}")
 
 # %%
+# Column names through the pipeline
+# ---------------------------------
+# With ``set_output(transform="pandas")`` every transformer of the pipeline returns a DataFrame.
+# The distiller keeps the columns: the rows it returns, selected or learned, live in the input's
+# feature space, so ``get_feature_names_out`` gives the input names and the classifier is trained
+# on named columns.
+import pandas as pd
+
+frame_train = pd.DataFrame(X_train, columns=[f"pixel_{i}" for i in range(X.shape[1])])
+named = make_pipeline(ImageStandardizer(image_shape=(8, 8, 1)), HerdingDistiller(ipc=1),
+                      LogisticRegression(max_iter=1000)).set_output(transform="pandas")
+named.fit(frame_train, y_train)
+print("names out of the distiller:",
+      named.named_steps["herdingdistiller"].get_feature_names_out()[:3])
+print("classifier trained on:", named[-1].feature_names_in_[:3])
+X_small, y_small = named[:-1].fit_resample(frame_train, pd.Series(y_train, name="digit"))
+print(type(X_small).__name__, X_small.shape, "|", type(y_small).__name__, y_small.name)
+
+# %%
 # With a *linear* model at the end and one row per class, herding is a strong baseline: it picks
 # the real image nearest each class mean, close to what a linear classifier wants. FRePo optimises
 # its images, at this tiny budget of 100 meta-steps, for networks of its ConvNet family trained

@@ -14,12 +14,14 @@ from dataclasses import dataclass
 from numbers import Integral
 
 import numpy as np
+from scipy import sparse
 from sklearn.utils import check_random_state
-from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import validate_data
 
 __all__ = ["InputLayout", "check_image_shape", "check_random_key", "random_seed",
-           "validate_training_data", "validate_input", "encode_labels", "check_ipc"]
+           "validate_training_data", "validate_input", "encode_labels", "check_ipc",
+           "check_target", "check_dense"]
 
 
 @dataclass(frozen=True)
@@ -45,7 +47,12 @@ class InputLayout:
         return self.kind != "tabular"
 
     def to_input(self, X):
-        """Convert internal-layout samples back to the layout given to ``fit``."""
+        """Convert internal-layout samples back to the layout given to ``fit``.
+
+        A sparse matrix (tabular rows only) is returned as it is.
+        """
+        if sparse.issparse(X):
+            return X
         X = np.asarray(X)
         n = X.shape[0]
         if self.kind in ("tabular", "rows"):
@@ -55,7 +62,12 @@ class InputLayout:
         return X.reshape((n,) + self.sample_shape)
 
     def to_internal(self, X):
-        """Convert validated input-layout samples to the internal layout (float32)."""
+        """Convert validated input-layout samples to the internal layout (float32).
+
+        Sparse tabular rows stay sparse, as a float32 CSR matrix.
+        """
+        if sparse.issparse(X):
+            return sparse.csr_matrix(X, dtype=np.float32)
         X = np.asarray(X, dtype=np.float32)
         return X.reshape((X.shape[0],) + self.sample_shape)
 
@@ -81,6 +93,9 @@ def check_image_shape(image_shape, n_features=None, param="image_shape"):
 
 
 def _layout_of(X, image_shape):
+    if sparse.issparse(X) and image_shape is not None:
+        raise ValueError(f"Sparse X cannot be read as images (`image_shape`={tuple(image_shape)}); give "
+                         f"the images as a dense array.")
     if X.ndim == 2:
         shape = check_image_shape(image_shape, X.shape[1])
         if shape is None:
@@ -116,28 +131,82 @@ def check_ipc(y_encoded, ipc, classes):
                          f"lower ipc or give more data for those classes.")
 
 
-def validate_training_data(estimator, X, y, image_shape=None):
-    """Validate ``X, y`` for ``fit``; set ``n_features_in_``/``feature_names_in_`` on ``estimator``.
+def check_target(y):
+    """Return the class labels of a classification target, and whether it was one-hot.
+
+    ``y`` may hold one label per sample or be a one-hot (label-indicator) matrix of shape
+    ``(n_samples, n_classes)`` with exactly one 1 per row, the encoding imbalanced-learn's
+    samplers accept. A one-hot ``y`` becomes the column index of each row's 1, so its classes are
+    column indices. Other targets are returned unchanged for ``validate_data`` to check (which
+    warns about a column vector, as scikit-learn does).
 
     Returns
     -------
-    X_internal : ndarray of float32, shape (n, d) or (n, H, W, C)
+    labels : array-like
+        ``y`` itself, or the column indices of a one-hot ``y``.
+    one_hot : bool
+
+    Raises
+    ------
+    ValueError
+        If ``y`` is a label-indicator matrix whose rows do not each hold exactly one 1
+        (multilabel targets).
+    """
+    if type_of_target(y, input_name="y") == "multilabel-indicator":
+        Y = y.toarray() if sparse.issparse(y) else np.asarray(y)
+        per_row = Y.sum(axis=1)
+        if np.any(per_row != 1):
+            row = int(np.flatnonzero(per_row != 1)[0])
+            raise ValueError(f"y is a label-indicator matrix, but row {row} holds {int(per_row[row])} "
+                             f"ones: multilabel targets are not supported. Give one label per sample, "
+                             f"as a 1-D array or a one-hot matrix with exactly one 1 per row.")
+        return Y.argmax(axis=1), True
+    return y, False
+
+
+def check_dense(X, who):
+    """Raise a ``TypeError`` naming ``who`` if ``X`` is a sparse matrix or has sparse columns."""
+    dtypes = getattr(X, "dtypes", None)
+    if sparse.issparse(X) or (dtypes is not None and np.ndim(X) == 2 and any(
+            type(dtype).__name__ == "SparseDtype" for dtype in dtypes)):
+        raise TypeError(f"{who} does not take sparse X: it needs dense data. Convert it with "
+                        f"X.toarray() (or DataFrame.sparse.to_dense()).")
+
+
+def validate_training_data(estimator, X, y, image_shape=None, accept_sparse=False):
+    """Validate ``X, y`` for ``fit``; set ``n_features_in_``/``feature_names_in_`` on ``estimator``.
+
+    ``y`` may be one-hot (see :func:`check_target`). ``accept_sparse=True`` lets sparse tabular
+    rows through as a float32 CSR matrix (the coresets select rows of it); otherwise sparse ``X``
+    is refused with an error that says so.
+
+    Returns
+    -------
+    X_internal : ndarray of float32, shape (n, d) or (n, H, W, C), or CSR matrix of shape (n, d)
     y_encoded : ndarray of int32
     classes : ndarray
     layout : InputLayout
     """
+    y, _ = check_target(y)
     X, y = validate_data(estimator, X, y, allow_nd=True, dtype=np.float64, ensure_all_finite=True,
-                         ensure_min_samples=2, y_numeric=False, multi_output=False)
+                         ensure_min_samples=2, y_numeric=False, multi_output=False,
+                         accept_sparse=["csr", "csc"] if accept_sparse else False)
     check_classification_targets(y)
     layout = _layout_of(X, image_shape)
     classes, y_enc = encode_labels(y)
     return layout.to_internal(X), y_enc, classes, layout
 
 
-def validate_input(estimator, X, layout):
-    """Validate ``X`` at predict/score time against the layout seen in ``fit``."""
+def validate_input(estimator, X, layout, accept_sparse=False):
+    """Validate ``X`` at predict/score time against the layout seen in ``fit``.
+
+    With ``accept_sparse=True`` sparse rows are accepted and made dense (networks need dense
+    inputs).
+    """
     X = validate_data(estimator, X, reset=False, allow_nd=True, dtype=np.float64,
-                      ensure_all_finite=True)
+                      ensure_all_finite=True, accept_sparse=["csr", "csc"] if accept_sparse else False)
+    if sparse.issparse(X):
+        X = X.toarray()
     expected = layout.to_input(np.zeros((1,) + layout.sample_shape)).shape[1:]
     if X.shape[1:] != expected:
         raise ValueError(f"X has shape {X.shape[1:]} per sample, but the estimator was fitted on samples "

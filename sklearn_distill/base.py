@@ -3,8 +3,10 @@
 A distiller is a scikit-learn estimator and an imbalanced-learn style sampler:
 
 * ``fit(X, y)`` validates the data, then calls the method's ``_distill`` on clean arrays;
-* ``fit_resample(X, y)`` returns the synthetic set, so a distiller can sit in an
-  ``imblearn.pipeline.Pipeline`` in front of a classifier;
+* ``fit_resample(X, y)`` returns the synthetic set in the containers ``X`` and ``y`` came in
+  (lists, pandas, sparse, one-hot ``y``), so a distiller can sit in an
+  ``imblearn.pipeline.Pipeline`` in front of a classifier; its tags are imbalanced-learn's
+  sampler tags and ``get_feature_names_out`` names the columns of the returned rows;
 * ``score(X, y)`` trains networks from scratch on the synthetic set and returns their mean
   accuracy on ``(X, y)`` -- what ``GridSearchCV`` maximises.
 
@@ -23,16 +25,20 @@ the result, followed by ``ipc`` new rows per class, and the earlier rows train w
 rate scaled by ``warm_start.learning_rate_scale`` (``0`` leaves them bit-for-bit unchanged).
 """
 
+import sys
 from numbers import Integral
 from typing import NamedTuple, Optional
 
 import numpy as np
-from sklearn.base import BaseEstimator
+from scipy import sparse
+from sklearn.base import BaseEstimator, OneToOneFeatureMixin
+from sklearn.utils import get_tags
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from ._jax import library_prng
-from ._validation import check_ipc, check_random_key, validate_input, validate_training_data
+from ._validation import (check_ipc, check_random_key, check_target, validate_input,
+                          validate_training_data)
 
 __all__ = ["BaseDistiller", "DistillationResult", "WarmStart"]
 
@@ -81,12 +87,17 @@ class WarmStart(NamedTuple):
     learning_rate_scale: float = 0.0
 
 
-class BaseDistiller(BaseEstimator):
+class BaseDistiller(OneToOneFeatureMixin, BaseEstimator):
     """Base class of all distillers. Not to be used directly.
 
     Subclasses list their parameters explicitly in ``__init__`` (scikit-learn's rule) and extend
     ``_parameter_constraints``; this class provides ``fit``, ``fit_resample``, ``score``,
-    ``save`` and the fitted attributes of the contract.
+    ``save``, ``get_feature_names_out`` and the fitted attributes of the contract.
+
+    Its estimator tags are imbalanced-learn's (``imblearn.utils._tags``): ``sampler_tags`` says
+    whether ``sample_indices_`` exists (only for the coresets, which select real rows), and
+    ``input_tags`` that pandas DataFrames and image arrays are accepted, and sparse matrices only
+    by the coresets.
 
     Attributes
     ----------
@@ -148,7 +159,8 @@ class BaseDistiller(BaseEstimator):
     def _fit(self, X, y, warm_start=None):
         """``fit``, optionally continuing from earlier synthetic rows (:class:`WarmStart`)."""
         self._validate_params()
-        X, y_enc, classes, layout = validate_training_data(self, X, y, self.image_shape)
+        X, y_enc, classes, layout = validate_training_data(
+            self, X, y, self.image_shape, accept_sparse=get_tags(self).input_tags.sparse)
         check_ipc(y_enc, self.ipc, classes)
         self.classes_, self.layout_ = classes, layout
         extra = {}
@@ -163,7 +175,8 @@ class BaseDistiller(BaseEstimator):
         return self
 
     def _store_result(self, result):
-        self.synthetic_X_ = self.layout_.to_input(np.asarray(result.X, dtype=np.float32))
+        X = result.X.toarray() if sparse.issparse(result.X) else result.X  # rows of sparse input
+        self.synthetic_X_ = self.layout_.to_input(np.asarray(X, dtype=np.float32))
         self.synthetic_y_ = self.classes_[np.asarray(result.y)]
         self.synthetic_y_soft_ = (None if result.soft_labels is None
                                   else np.asarray(result.soft_labels, dtype=np.float32))
@@ -176,25 +189,34 @@ class BaseDistiller(BaseEstimator):
         """Distil ``(X, y)`` and return the synthetic set.
 
         This is the imbalanced-learn sampler contract: in an ``imblearn.pipeline.Pipeline`` the
-        next step is trained on the returned rows. A pandas DataFrame in gives a DataFrame out
-        (2-D layouts), and a named Series ``y`` a Series.
+        next step is trained on the returned rows. The outputs come back in the containers the
+        inputs came in, as imbalanced-learn's samplers do:
+
+        * ``X``: a pandas DataFrame gives a DataFrame with the same columns (sparse columns when
+          all of its columns are sparse), a sparse matrix a sparse matrix of the same format, a
+          list a list, anything else an array in the layout of ``synthetic_X_``;
+        * ``y``: a Series gives a Series with the same name and dtype, a one-column DataFrame a
+          DataFrame with the same column, a list a list, and a one-hot (label-indicator) matrix
+          a one-hot matrix with the same columns and dtype.
+
+        Parameters
+        ----------
+        X : array-like, DataFrame or sparse matrix of shape (n_samples, n_features), \
+                or array of shape (n_samples, H, W[, C])
+            Training data, as for :meth:`fit` (sparse rows only for the coresets).
+        y : array-like of shape (n_samples,) or (n_samples, n_classes)
+            Class labels, or a one-hot matrix.
 
         Returns
         -------
-        X_synthetic : ndarray or DataFrame
-        y_synthetic : ndarray or Series
+        X_synthetic : ndarray, DataFrame, sparse matrix or list
+            The synthetic samples, ``synthetic_X_`` in the container of ``X``.
+        y_synthetic : ndarray, Series, DataFrame or list
+            Their labels, ``synthetic_y_`` in the container and encoding of ``y``.
         """
-        self.fit(X, y)
-        X_out, y_out = self.synthetic_X_, self.synthetic_y_
-        if hasattr(X, "iloc") and X_out.ndim == 2:
-            import pandas as pd
-
-            X_out = pd.DataFrame(X_out, columns=getattr(X, "columns", None))
-        if hasattr(y, "iloc"):
-            import pandas as pd
-
-            y_out = pd.Series(y_out, name=getattr(y, "name", None))
-        return X_out, y_out
+        containers = _Containers(X, y)
+        self.fit(X, containers.labels(y))
+        return containers.restore(self.synthetic_X_, self.synthetic_y_)
 
     def score(self, X, y):
         """Meta-test accuracy: train networks from scratch on the synthetic set, test on ``X, y``.
@@ -223,7 +245,9 @@ class BaseDistiller(BaseEstimator):
         from .evaluation import _evaluate
 
         check_is_fitted(self)
-        X = validate_input(self, X, self.layout_)  # once: the internal layout goes on as it is
+        # Once: the internal layout goes on as it is.
+        X = validate_input(self, X, self.layout_, accept_sparse=get_tags(self).input_tags.sparse)
+        y, _ = check_target(y)
         # A fixed seed derived from an integer random_state, so repeated scores of one fit agree.
         seed = self.random_state if isinstance(self.random_state, Integral) else 0
         return _evaluate(self.synthetic_X_, self.synthetic_y_, X, y, test_validated=True,
@@ -252,11 +276,141 @@ class BaseDistiller(BaseEstimator):
         check_is_fitted(self)
         return save_synthetic_set(path, self, metadata=metadata)
 
+    def get_feature_names_out(self, input_features=None):
+        """Names of the columns of the synthetic rows: the input feature names.
+
+        Selected and learned rows alike live in the input's feature space, so column ``j`` of
+        ``synthetic_X_`` (and of what :meth:`fit_resample` returns) is input feature ``j``. This
+        is what names the columns when a pipeline is set to pandas output.
+
+        Parameters
+        ----------
+        input_features : array-like of str or None, default=None
+            ``None`` gives ``feature_names_in_`` when ``X`` had string column names, else
+            ``["x0", "x1", ...]``; given names must have ``n_features_in_`` entries and match
+            ``feature_names_in_`` when it exists.
+
+        Returns
+        -------
+        feature_names_out : ndarray of str objects
+            One name per input feature.
+
+        Raises
+        ------
+        ValueError
+            If ``input_features`` does not match the input, or if the distiller was fitted on an
+            image array (its samples are images, not rows with named columns).
+        """
+        check_is_fitted(self, attributes="n_features_in_")
+        if getattr(self, "layout_", None) is not None and self.layout_.kind == "images":
+            raise ValueError(f"{type(self).__name__} was fitted on an image array of shape "
+                             f"(n_samples,) + {self.layout_.sample_shape}, whose samples have no "
+                             f"named columns; feature names exist for 2-D rows only.")
+        return super().get_feature_names_out(input_features)
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.target_tags.required = True
         tags.input_tags.allow_nan = False
+        # -- imbalanced-learn sampler tags ------------------------------------------------------
+        # Kept as one block: ``_sampler_tags`` re-expresses the tags above in imbalanced-learn's
+        # tag classes, keeping every field already set. Subclasses that select real rows
+        # (the coresets) set ``sampler_tags.sample_indices`` and ``input_tags.sparse``.
+        tags = _sampler_tags(tags)
+        # ----------------------------------------------------------------------------------------
         return tags
 
     def __sklearn_is_fitted__(self):
         return hasattr(self, "synthetic_X_")
+
+
+# -- imbalanced-learn tags and containers ---------------------------------------------------------
+
+
+def _sampler_tags(tags):
+    """``tags`` as imbalanced-learn's ``Tags``, with sampler and input tags of a distiller.
+
+    imbalanced-learn's tags are scikit-learn's plus ``sampler_tags`` and
+    ``input_tags.dataframe``; its checks and ``is_sampler`` read them. Every field already set on
+    ``tags`` is kept. A distiller accepts DataFrames and image arrays (3-D and 4-D); it has no
+    ``sample_indices_`` and refuses sparse input unless a subclass says otherwise.
+    """
+    from dataclasses import fields
+
+    from imblearn.utils._tags import InputTags, SamplerTags, Tags
+
+    input_tags = InputTags(**{f.name: getattr(tags.input_tags, f.name)
+                              for f in fields(tags.input_tags)})
+    input_tags.dataframe = True
+    input_tags.three_d_array = True
+    kept = {f.name: getattr(tags, f.name) for f in fields(tags) if f.name != "input_tags"}
+    kept["estimator_type"] = kept["estimator_type"] or "sampler"
+    return Tags(**kept, input_tags=input_tags, sampler_tags=SamplerTags(sample_indices=False))
+
+
+def _pandas_type(obj, name):
+    """Whether ``obj`` is a pandas ``DataFrame`` or ``Series`` (without importing pandas)."""
+    pd = sys.modules.get("pandas")
+    return pd is not None and isinstance(obj, getattr(pd, name))
+
+
+class _Containers:
+    """The containers of the ``X`` and ``y`` given to ``fit_resample``, to return outputs in them.
+
+    The imbalanced-learn convention: lists give lists, pandas gives pandas with the same column
+    names (and series name), sparse gives sparse of the same format, and a one-hot ``y`` gives a
+    one-hot ``y`` with the same columns. Values are never cast to integer column dtypes of the
+    input, since learned rows are real-valued.
+    """
+
+    def __init__(self, X, y):
+        self.X_kind = ("dataframe" if _pandas_type(X, "DataFrame") else "sparse" if sparse.issparse(X)
+                       else "list" if isinstance(X, (list, tuple)) else "array")
+        self.X_columns = X.columns if self.X_kind == "dataframe" else None
+        self.X_format = X.format if self.X_kind == "sparse" else None
+        self.X_sparse_frame = self.X_kind == "dataframe" and X.shape[1] > 0 and all(
+            isinstance(dtype, sys.modules["pandas"].SparseDtype) for dtype in X.dtypes)
+        self.y_kind = ("series" if _pandas_type(y, "Series") else "dataframe" if _pandas_type(y, "DataFrame")
+                       else "list" if isinstance(y, (list, tuple)) else "array")
+        self.y_name = getattr(y, "name", None) if self.y_kind == "series" else None
+        self.y_columns = y.columns if self.y_kind == "dataframe" else None
+        self.y_dtype = y.dtypes.iloc[0] if self.y_kind == "dataframe" else getattr(y, "dtype", None)
+        try:
+            self.one_hot_columns = np.shape(y)[1] if check_target(y)[1] else None
+        except ValueError:  # a bad target is reported by fit
+            self.one_hot_columns = None
+
+    def labels(self, y):
+        """``y`` for ``fit``: the column of a one-column DataFrame, which is a container here."""
+        if self.y_kind == "dataframe" and self.one_hot_columns is None and y.shape[1] == 1:
+            return y.iloc[:, 0]
+        return y
+
+    def restore(self, X, y):
+        """``X`` (``synthetic_X_``) and ``y`` (``synthetic_y_``) in the recorded containers."""
+        if self.one_hot_columns is not None:  # the classes of a one-hot y are column indices
+            one_hot = np.zeros((len(y), self.one_hot_columns), dtype=self.y_dtype or np.int64)
+            one_hot[np.arange(len(y)), np.asarray(y, dtype=np.intp)] = 1
+            y = one_hot
+        if self.X_kind == "sparse":
+            X = sparse.csr_matrix(X).asformat(self.X_format)
+        elif self.X_kind == "list":
+            X = X.tolist()
+        elif self.X_kind == "dataframe" and X.ndim == 2:
+            import pandas as pd
+
+            X = (pd.DataFrame.sparse.from_spmatrix(sparse.csr_matrix(X), columns=self.X_columns)
+                 if self.X_sparse_frame else pd.DataFrame(X, columns=self.X_columns))
+        index = X.index if self.X_kind == "dataframe" else None  # y rows aligned with X rows
+        if self.y_kind == "series":
+            import pandas as pd
+
+            y = pd.Series(y, name=self.y_name, dtype=self.y_dtype, index=index)
+        elif self.y_kind == "dataframe":
+            import pandas as pd
+
+            y = pd.DataFrame(np.asarray(y).reshape(len(y), -1), columns=self.y_columns,
+                             index=index).astype(self.y_dtype)
+        elif self.y_kind == "list":
+            y = np.asarray(y).tolist()
+        return X, y

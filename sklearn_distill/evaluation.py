@@ -384,7 +384,10 @@ class DistilledClassifier(ClassifierMixin, BaseEstimator):
 
     def fit(self, X, y):
         """Distil ``(X, y)`` and train the estimator on the synthetic set."""
+        from ._validation import check_dense
+
         self._validate_params()
+        check_dense(X, "DistilledClassifier")  # its estimator predicts on dense data
         self.distiller_ = clone(self.distiller).fit(X, y)
         if self.estimator is None:
             estimator = NeuralNetClassifier(image_shape=getattr(self.distiller_, "image_shape", None),

@@ -124,3 +124,57 @@ def test_tabular_rows_use_an_mlp():
     d = HerdingDistiller(ipc=3, n_eval_models=2, eval_steps=300, eval_model=MLP(hidden_sizes=(16,)),
                          random_state=0).fit(X, y)
     assert d.synthetic_X_.shape == (6, 4) and d.score(X, y) > 0.9
+
+
+def _blobs(n_features=3, n_per_class=20, n_classes=3, seed=0):
+    rng = np.random.default_rng(seed)
+    X = np.concatenate([rng.normal(3 * c, 1, (n_per_class, n_features)) for c in range(n_classes)])
+    return X, np.repeat(np.arange(n_classes), n_per_class)
+
+
+def test_outputs_come_back_in_the_input_containers():
+    X, y = _blobs()
+    d = HerdingDistiller(ipc=2)
+    Xs, ys = d.fit_resample(X.tolist(), y.tolist())
+    assert isinstance(Xs, list) and isinstance(ys, list) and len(Xs) == len(ys) == 6
+    Xs, ys = d.fit_resample(pd.DataFrame(X, columns=["a", "b", "c"]),
+                            pd.DataFrame({"label": y.astype(np.int16)}))
+    assert isinstance(ys, pd.DataFrame) and list(ys.columns) == ["label"]
+    assert ys["label"].dtype == np.int16 and ys.index.equals(Xs.index)
+    Xs, ys = d.fit_resample(X, pd.Series(pd.Categorical(np.array(["u", "v", "w"])[y]), name="kind"))
+    assert ys.name == "kind" and isinstance(ys.dtype, pd.CategoricalDtype)
+    assert list(ys) == ["u", "u", "v", "v", "w", "w"]
+
+
+def test_one_hot_targets_are_accepted_and_returned_one_hot():
+    X, y = _blobs()
+    Y = np.zeros((len(y), 4), dtype=np.float32)  # a fourth class that never occurs
+    Y[np.arange(len(y)), y] = 1
+    Xs, Ys = HerdingDistiller(ipc=2).fit_resample(X, Y)
+    X1, y1 = HerdingDistiller(ipc=2).fit_resample(X, y)
+    assert Ys.shape == (6, 4) and Ys.dtype == np.float32 and np.all(Ys.sum(axis=1) == 1)
+    np.testing.assert_array_equal(Ys.argmax(axis=1), y1)
+    np.testing.assert_array_equal(Xs, X1)
+    Y[0, 3] = 1  # two labels on one row: multilabel
+    with pytest.raises(ValueError, match="multilabel"):
+        HerdingDistiller(ipc=2).fit_resample(X, Y)
+
+
+def test_feature_names_out_are_the_input_names(digits):
+    X, y = _blobs()
+    d = HerdingDistiller(ipc=2).fit(pd.DataFrame(X, columns=["a", "b", "c"]), y)
+    assert list(d.get_feature_names_out()) == ["a", "b", "c"]
+    assert list(HerdingDistiller(ipc=2).fit(X, y).get_feature_names_out()) == ["x0", "x1", "x2"]
+    images, labels = digits
+    with pytest.raises(ValueError, match="image array"):
+        HerdingDistiller(ipc=1).fit(images, labels).get_feature_names_out()
+
+
+def test_pandas_output_of_a_pipeline_names_the_columns_through_a_distiller():
+    X, y = _blobs()
+    X = pd.DataFrame(X, columns=["a", "b", "c"])
+    pipe = make_pipeline(StandardScaler(), HerdingDistiller(ipc=2), LogisticRegression())
+    pipe.set_output(transform="pandas").fit(X, y)
+    assert list(pipe[1].get_feature_names_out(pipe[0].get_feature_names_out())) == ["a", "b", "c"]
+    assert list(pipe[-1].feature_names_in_) == ["a", "b", "c"]
+    assert list(pipe[:-1].get_feature_names_out()) == ["a", "b", "c"]

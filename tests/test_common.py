@@ -1,10 +1,13 @@
-"""scikit-learn's estimator checks over every public estimator, with fast settings."""
+"""scikit-learn's estimator checks over every public estimator, and imbalanced-learn's sampler
+checks over every public distiller, with fast settings."""
 
+from imblearn.base import is_sampler
+from imblearn.utils.estimator_checks import parametrize_with_checks as parametrize_with_sampler_checks
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import sklearn_distill as sd
-from sklearn_distill import (MLP, DistilledClassifier, HerdingDistiller, ImageStandardizer, KCenterDistiller,
-                             NeuralNetClassifier, RandomDistiller, ZCAWhitening)
+from sklearn_distill import (MLP, BaseDistiller, DistilledClassifier, HerdingDistiller, ImageStandardizer,
+                             KCenterDistiller, NeuralNetClassifier, RandomDistiller, ZCAWhitening)
 
 TINY_EVAL = dict(n_eval_models=1, eval_steps=5, eval_model=MLP(hidden_sizes=(8,)))
 FAST_NET = dict(model=MLP(hidden_sizes=(32,)), n_steps=200, learning_rate=1e-2)
@@ -47,6 +50,34 @@ def _expected_failed_checks(estimator):
 @parametrize_with_checks(list(_estimators()), expected_failed_checks=_expected_failed_checks)
 def test_sklearn_compatible_estimator(estimator, check):
     check(estimator)
+
+
+def _distillers():
+    return [e for e in _estimators() if isinstance(e, BaseDistiller)]
+
+
+def _expected_failed_sampler_checks(distiller):
+    """imbalanced-learn's checks that cannot apply, with the reason."""
+    if distiller.__sklearn_tags__().input_tags.sparse:
+        return {}
+    # imbalanced-learn runs this check on every sampler that takes DataFrames, whatever its
+    # sparse tag says; a learned distiller optimises dense rows and refuses sparse input.
+    return {"check_samplers_pandas_sparse": "learned distillers refuse sparse input "
+                                            "(input_tags.sparse=False); only the coresets take it"}
+
+
+@parametrize_with_sampler_checks(_distillers(), expected_failed_checks=_expected_failed_sampler_checks)
+def test_imblearn_compatible_sampler(estimator, check):
+    check(estimator)
+
+
+def test_every_public_distiller_is_a_checked_sampler():
+    checked = {type(e).__name__ for e in _distillers()}
+    public = {name for name in sd.__all__
+              if isinstance(getattr(sd, name), type) and issubclass(getattr(sd, name), BaseDistiller)
+              and not name.startswith("Base")}
+    assert public <= checked, f"not covered by imbalanced-learn's checks: {public - checked}"
+    assert all(is_sampler(d) for d in _distillers())
 
 
 def test_every_public_estimator_is_checked():

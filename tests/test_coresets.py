@@ -91,3 +91,18 @@ def test_selection_is_fast_on_mnist_sized_data():
         start = time.perf_counter()
         cls(ipc=10).fit(X, y)
         assert time.perf_counter() - start < 30
+
+
+@pytest.mark.parametrize("Distiller", [RandomDistiller, HerdingDistiller, KCenterDistiller])
+def test_sparse_rows_select_the_same_rows_as_dense(Distiller):
+    from scipy import sparse
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 8)) * (rng.random((60, 8)) < 0.3)
+    y = np.repeat([0, 1, 2], 20)
+    dense = Distiller(ipc=3, random_state=0).fit(X, y)
+    for fmt in ("csr", "csc"):
+        Xs, ys = Distiller(ipc=3, random_state=0).fit_resample(sparse.csr_matrix(X).asformat(fmt), y)
+        assert sparse.issparse(Xs) and Xs.format == fmt
+        np.testing.assert_allclose(Xs.toarray(), dense.synthetic_X_)
+        np.testing.assert_array_equal(ys, dense.synthetic_y_)

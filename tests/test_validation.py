@@ -2,8 +2,9 @@ import numpy as np
 import pytest
 from sklearn.base import BaseEstimator
 
-from sklearn_distill._validation import (check_image_shape, check_ipc, check_random_key, encode_labels,
-                                         random_seed, validate_input, validate_training_data)
+from sklearn_distill._validation import (check_image_shape, check_ipc, check_random_key, check_target,
+                                         encode_labels, random_seed, validate_input,
+                                         validate_training_data)
 
 
 class _Dummy(BaseEstimator):
@@ -80,3 +81,27 @@ def test_check_image_shape():
     assert check_image_shape(None) is None
     with pytest.raises(ValueError, match="image_shape"):
         check_image_shape("abc")
+
+
+def test_check_target_reads_one_hot_targets():
+    labels, one_hot = check_target(np.array([[0, 1, 0], [0, 0, 1], [0, 1, 0]]))
+    assert one_hot and list(labels) == [1, 2, 1]
+    labels, one_hot = check_target(["a", "b"])
+    assert not one_hot and labels == ["a", "b"]
+    with pytest.raises(ValueError, match="row 1 holds 2 ones"):
+        check_target(np.array([[0, 1, 0], [1, 1, 0], [0, 0, 1]]))
+    with pytest.raises(ValueError, match="row 0 holds 0 ones"):
+        check_target(np.array([[0, 0, 0], [1, 0, 0], [0, 0, 1]]))
+
+
+def test_sparse_rows_only_when_accepted():
+    from scipy import sparse
+
+    X = sparse.random(6, 4, density=0.5, format="csc", random_state=0)
+    y = [0, 1, 0, 1, 0, 1]
+    with pytest.raises(TypeError, match="[Ss]parse"):
+        validate_training_data(_Dummy(), X, y)
+    Xi, _, _, layout = validate_training_data(_Dummy(), X, y, accept_sparse=True)
+    assert sparse.isspmatrix_csr(Xi) and Xi.dtype == np.float32 and layout.kind == "tabular"
+    with pytest.raises(ValueError, match="image_shape"):
+        validate_training_data(_Dummy(), X, y, image_shape=(2, 2, 1), accept_sparse=True)

@@ -8,7 +8,9 @@
   nearest the class mean, then repeatedly pick the row farthest from everything picked.
 
 Selection runs per class in NumPy with distances updated incrementally (each greedy round is one
-matrix-vector product over the class), which takes seconds for the 60,000 MNIST rows. Classes are
+matrix-vector product over the class), which takes seconds for the 60,000 MNIST rows. Sparse
+tabular rows (SciPy sparse matrices, sparse DataFrames) stay sparse throughout: only the
+products with the running sums and picked rows are dense vectors. Classes are
 independent, so they are processed through joblib (``n_jobs``), which a Dask or Ray backend
 spreads over a cluster unchanged.
 """
@@ -17,6 +19,7 @@ from numbers import Integral
 
 import numpy as np
 from joblib import Parallel, delayed
+from scipy import sparse
 from sklearn.utils._param_validation import HasMethods, StrOptions
 
 from ..base import BaseDistiller, DistillationResult
@@ -24,17 +27,34 @@ from ..base import BaseDistiller, DistillationResult
 __all__ = ["RandomDistiller", "HerdingDistiller", "KCenterDistiller"]
 
 
+def _as_float64(E):
+    """``E`` as a float64 ndarray, or as a float64 CSR matrix when it is sparse."""
+    return sparse.csr_matrix(E, dtype=np.float64) if sparse.issparse(E) else np.asarray(E, np.float64)
+
+
+def _row(E, i):
+    """Row ``i`` of ``E`` as a dense 1-D array."""
+    return E[i].toarray().ravel() if sparse.issparse(E) else E[i]
+
+
+def _mean_and_sq_norms(E):
+    """The mean row of ``E`` and the squared norm of each row, as dense arrays."""
+    if sparse.issparse(E):
+        return np.asarray(E.mean(axis=0)).ravel(), np.asarray(E.multiply(E).sum(axis=1)).ravel()
+    return E.mean(axis=0), np.einsum("ij,ij->i", E, E)
+
+
 def herding_indices(E, k):
     """Indices of ``k`` rows of ``E`` chosen by herding, in the order picked.
 
     At step t the row minimising ``|| mu - (S + e) / t ||`` is picked, where ``mu`` is the mean
-    of all rows and ``S`` the sum of those already picked; picked rows are excluded.
+    of all rows and ``S`` the sum of those already picked; picked rows are excluded. ``E`` may
+    be a dense array or a sparse matrix.
     """
-    E = np.asarray(E, dtype=np.float64)
-    mu = E.mean(axis=0)
-    sq_norms = np.einsum("ij,ij->i", E, E)
+    E = _as_float64(E)
+    mu, sq_norms = _mean_and_sq_norms(E)
     total = np.zeros_like(mu)
-    picked = np.zeros(len(E), dtype=bool)
+    picked = np.zeros(E.shape[0], dtype=bool)
     order = []
     for t in range(1, k + 1):
         # ||mu - (S + e)/t||^2 up to a constant: |e|^2 + 2 e.(S - t mu)
@@ -44,23 +64,25 @@ def herding_indices(E, k):
         i = int(np.argmin(cost))
         order.append(i)
         picked[i] = True
-        total += E[i]
+        total += _row(E, i)
     return np.asarray(order, dtype=np.int64)
 
 
 def kcenter_indices(E, k):
-    """Indices of ``k`` rows of ``E`` chosen by k-center greedy, in the order picked."""
-    E = np.asarray(E, dtype=np.float64)
-    sq_norms = np.einsum("ij,ij->i", E, E)
-    mu = E.mean(axis=0)
+    """Indices of ``k`` rows of ``E`` chosen by k-center greedy, in the order picked.
+
+    ``E`` may be a dense array or a sparse matrix.
+    """
+    E = _as_float64(E)
+    mu, sq_norms = _mean_and_sq_norms(E)
     first = int(np.argmin(sq_norms - 2.0 * (E @ mu)))
     order = [first]
-    min_d2 = np.maximum(sq_norms + sq_norms[first] - 2.0 * (E @ E[first]), 0.0)
+    min_d2 = np.maximum(sq_norms + sq_norms[first] - 2.0 * (E @ _row(E, first)), 0.0)
     min_d2[first] = -1.0
     for _ in range(1, k):
         i = int(np.argmax(min_d2))
         order.append(i)
-        d2 = np.maximum(sq_norms + sq_norms[i] - 2.0 * (E @ E[i]), 0.0)
+        d2 = np.maximum(sq_norms + sq_norms[i] - 2.0 * (E @ _row(E, i)), 0.0)
         np.minimum(min_d2, d2, out=min_d2)
         min_d2[i] = -1.0  # never pick it again, even among exact duplicates
     return np.asarray(order, dtype=np.int64)
@@ -71,18 +93,28 @@ def random_indices(n, k, rng):
 
 
 class _CoresetDistiller(BaseDistiller):
-    """Shared machinery: per-class selection, optional embedding, ``sample_indices_``."""
+    """Shared machinery: per-class selection, optional embedding, ``sample_indices_``.
+
+    A coreset selects real rows, so it declares ``sample_indices_`` in its imbalanced-learn
+    sampler tags, and it accepts sparse tabular rows.
+    """
 
     _parameter_constraints = {
         **BaseDistiller._parameter_constraints,
         "n_jobs": [Integral, None],
     }
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.sampler_tags.sample_indices = True
+        tags.input_tags.sparse = True
+        return tags
+
     def _select(self, E, k, seed):  # pragma: no cover - abstract
         raise NotImplementedError
 
     def _embed(self, X):
-        return X.reshape(len(X), -1)
+        return X if sparse.issparse(X) else X.reshape(len(X), -1)
 
     def _distill(self, X, y, key):
         import jax
@@ -144,7 +176,7 @@ class RandomDistiller(_CoresetDistiller):
         self.random_state = random_state
 
     def _select(self, E, k, seed):
-        return random_indices(len(E), k, np.random.default_rng(seed))
+        return random_indices(E.shape[0], k, np.random.default_rng(seed))
 
 
 class _EmbeddingCoreset(_CoresetDistiller):
@@ -167,14 +199,15 @@ class _EmbeddingCoreset(_CoresetDistiller):
     def _embed(self, X):
         """Rows in the space where distances are measured: the input, or a given embedding."""
         if self.embedding is None or self.embedding == "input":
-            return X.reshape(len(X), -1)
+            return super()._embed(X)
         Xin = self.layout_.to_input(X)
         E = self.embedding.transform(Xin) if hasattr(self.embedding, "transform") else self.embedding(Xin)
-        E = np.asarray(E, dtype=np.float64)
-        if E.ndim != 2 or E.shape[0] != len(X):
-            raise ValueError(f"`embedding` must map the {len(X)} rows to a 2-D array (n_samples, "
+        E = sparse.csr_matrix(E, dtype=np.float64) if sparse.issparse(E) else np.asarray(E, np.float64)
+        n = X.shape[0]
+        if E.ndim != 2 or E.shape[0] != n:
+            raise ValueError(f"`embedding` must map the {n} rows to a 2-D array (n_samples, "
                              f"n_features); got shape {E.shape}.")
-        if not np.all(np.isfinite(E)):
+        if not np.all(np.isfinite(E.data if sparse.issparse(E) else E)):
             raise ValueError("`embedding` produced NaN or infinite values.")
         return E
 
