@@ -92,7 +92,7 @@ class Source(NamedTuple):
 # The SHA-256 values are those published in TensorFlow Datasets' checksum tables for the same
 # official files (same URLs, same byte counts). The original MNIST page (yann.lecun.com) has
 # been unreliable; its four files are fetched from the Google Cloud mirror those checksums
-# were taken from, byte-identical to the originals.
+# were published for.
 SOURCES = {
     "mnist": Source(
         url="https://storage.googleapis.com/cvdf-datasets/mnist/",
