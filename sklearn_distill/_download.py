@@ -111,6 +111,10 @@ def fetch_file(url, path, known_hash, progress=True):
     path.parent.mkdir(parents=True, exist_ok=True)
     part = path.with_name(path.name + ".part")
     downloader = ResumableHTTPDownloader(part, progress=progress)
+    logger = pooch.get_logger()
+    level = logger.level
+    if not progress:
+        logger.setLevel("WARNING")  # pooch's "Downloading data from ..." line
     try:
         pooch.retrieve(url, known_hash, fname=path.name, path=path.parent, downloader=downloader)
     except ValueError as exc:
@@ -124,4 +128,6 @@ def fetch_file(url, path, known_hash, progress=True):
             f"Downloading {url} to {str(path)!r} failed after {got} bytes ({exc}). The bytes "
             f"received are kept in {str(part)!r}; call again to resume, or set "
             "SKLEARN_DISTILL_MIRROR / base_url to a mirror.") from exc
+    finally:
+        logger.setLevel(level)
     return path
