@@ -372,7 +372,7 @@ class _Deadline:
         return False
 
 
-def _fit_within(distiller, X, y, budget, quiet):
+def _fit_within(distiller, X, y, budget):
     """Fit with ``n_steps`` sized to ``budget`` seconds and a hard stop at the budget.
 
     A silent probe fit of a few steps, logging every step, measures the seconds per meta-step
@@ -400,10 +400,9 @@ def _fit_within(distiller, X, y, budget, quiet):
         if not (deadline.fired and "interrupted" in str(w.message)):
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     taken = int(distiller.history_["step"][-1]) if distiller.history_["step"] else 0
-    if not quiet:
-        print(f"time budget {budget:g} s: {per_step * 1e3:.1f} ms per meta-step measured, "
-              f"{n_steps} planned, {taken} taken" + (", stopped at the budget"
-                                                       if deadline.fired else ""))
+    print(f"time budget {budget:g} s: {per_step * 1e3:.1f} ms per meta-step measured, "
+          f"{n_steps} planned, {taken} taken" + (", stopped at the budget"
+                                                   if deadline.fired else ""))
     return n_steps, taken, deadline.fired
 
 
@@ -449,7 +448,7 @@ def main(argv=None):
     try:
         if args.time_budget is not None:
             s["steps"], taken, stopped = _fit_within(distiller, X_train, y_train,
-                                                     args.time_budget, args.quiet)
+                                                     args.time_budget)
             s.update(steps_taken=taken, stopped_at_budget=stopped)
         else:
             distiller.fit(X_train, y_train)
