@@ -399,7 +399,7 @@ def _fit_within(distiller, X, y, budget):
     for w in caught:
         if not (deadline.fired and "interrupted" in str(w.message)):
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-    taken = int(distiller.history_["step"][-1]) if distiller.history_["step"] else 0
+    taken = int(distiller.n_iter_)
     print(f"time budget {budget:g} s: {per_step * 1e3:.1f} ms per meta-step measured, "
           f"{n_steps} planned, {taken} taken" + (", stopped at the budget"
                                                    if deadline.fired else ""))
