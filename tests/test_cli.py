@@ -107,20 +107,25 @@ def test_time_budget_sizes_the_schedule(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "time budget 8 s" in out
     s = load_synthetic_set(tmp_path / "digits_krr_ipc1.npz")
-    # The schedule was sized from the probe (not the 300-step default) and the fit fitted in.
-    assert s.metadata["parameters"]["n_steps"] == s.metadata["settings"]["steps"] != 300
-    assert s.metadata["distill_seconds"] < 8 + 5
+    # The schedule was sized from the probe (not the 300-step default), and the fit kept to the
+    # budget, or to the probe's time where compiling alone outlasted it (a loaded machine).
+    settings = s.metadata["settings"]
+    assert s.metadata["parameters"]["n_steps"] == settings["steps"] != 300
+    assert 1 <= settings["steps_taken"] <= settings["steps"]
+    assert s.metadata["distill_seconds"] < max(8, settings["probe_seconds"]) + 8
     assert main(["--method", "herding", "--time-budget", "5"]) == 2
     assert "--time-budget applies to" in capsys.readouterr().err
 
 
-def test_deadline_stops_a_fit_gracefully():
+@pytest.mark.parametrize("seconds", [0, 8])
+def test_deadline_stops_a_fit_gracefully(seconds):
+    # 0: the deadline passes before the loop starts; the loop is still stopped once it does.
     X, y = load_digits_images(return_X_y=True)
     krr = KRRDistiller(ipc=1, n_steps=10 ** 6, n_networks=1, random_state=0,
                        model=sklearn_distill.ConvNet(width=8, depth=2))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        with _Deadline(8) as deadline:
+        with _Deadline(seconds) as deadline:
             krr.fit(X, y)
     assert deadline.fired and 0 < krr.n_iter_ < 10 ** 6
     assert np.isfinite(krr.synthetic_X_).all()
