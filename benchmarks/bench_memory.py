@@ -99,7 +99,7 @@ def build_step(method, shape, width, n_syn, batch, placement, n_classes=10):
                 rows, np.ones(n_syn, np.float32), hyper)
         return R._meta_step, args, {"config": config}, state
     if method == "KRR":
-        from sklearn_distill.methods import translator as T
+        from sklearn_distill.methods import krr as T
 
         model = with_num_classes(ConvNet(width=width, depth=3, norm="none"), n_classes)
         config = T._KRRConfig(model, batch, True, "highest", placement)

@@ -11,8 +11,7 @@ estimator and an imbalanced-learn sampler::
     (10, 8, 8, 1)
 """
 
-__version__ = "0.1.0"
-
+from ._version import __version__
 from .augment import ImageAugmentation
 from .base import BaseDistiller, DistillationResult
 from .continual import ClassIncrementalResult, class_incremental_evaluation
@@ -22,9 +21,11 @@ from .io import SyntheticSet, load_synthetic_set, save_synthetic_set
 from .methods.coresets import HerdingDistiller, KCenterDistiller, RandomDistiller
 from .methods.frepo import FRePoDistiller
 from .methods.rcig import RCIGDistiller
-from .methods.ratbptt import BoostedDistiller, RaTBPTTDistiller
-from .methods.translator import (KRRDistiller, PretrainedTranslator, Translator, TranslatorCache,
-                                 TranslatorDistiller, pretrain_translator)
+from .methods.boosting import BoostedDistiller
+from .methods.krr import KRRDistiller
+from .methods.ratbptt import RaTBPTTDistiller
+from .methods.translator import (PretrainedTranslator, Translator, TranslatorCache, TranslatorDistiller,
+                                 pretrain_translator)
 from .networks import MLP, VGG11, ConvNet, ResNet18
 from .plotting import plot_label_heatmap, plot_learning_curve, plot_synthetic_images
 from .preprocessing import ImageStandardizer, ZCAWhitening

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import optax
 
 from ._training import select_tree
-from .evaluation import train_step
+from ._trainer import train_step
 from .networks import init_variables
 
 __all__ = ["ModelPool", "pool_optimizer", "init_member", "init_pool", "get_member",

@@ -136,7 +136,8 @@ def main(argv=None):
         print(f"sklearn-distill: {exc}", file=sys.stderr)
         return 2
 
-    from . import RandomDistiller, __version__
+    from . import RandomDistiller
+    from ._version import __version__
     from .evaluation import evaluate
     from .networks import ConvNet
     from .plotting import plot_synthetic_images

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ._version import __version__
+
 __all__ = ["SyntheticSet", "save_synthetic_set", "load_synthetic_set"]
 
 FORMAT_VERSION = 1
@@ -119,8 +121,6 @@ def save_synthetic_set(path, distiller, metadata=None):
     >>> s.X.shape, s.metadata["method"]
     ((20, 8, 8, 1), 'RandomDistiller')
     """
-    from . import __version__
-
     classes = _plain_array(distiller.classes_, "class labels")
     meta = {
         "format_version": FORMAT_VERSION,

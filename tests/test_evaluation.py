@@ -7,8 +7,8 @@ from sklearn.datasets import make_blobs
 
 from sklearn_distill import (MLP, ConvNet, DistilledClassifier, HerdingDistiller, NeuralNetClassifier,
                              evaluate, load_digits_images)
-from sklearn_distill.evaluation import (default_eval_model, default_eval_steps, predict_networks,
-                                        train_networks)
+from sklearn_distill._trainer import predict_networks, train_networks
+from sklearn_distill.evaluation import default_eval_model, default_eval_steps
 from sklearn_distill.networks import with_num_classes
 
 FAST_MLP = dict(model=MLP(hidden_sizes=(32,)), n_steps=150, learning_rate=1e-2)

@@ -1,4 +1,4 @@
-"""Tests for RaTBPTTDistiller, BoostedDistiller and the hardness sampler."""
+"""Tests for RaTBPTTDistiller and the hardness sampler."""
 
 import os
 import pickle
@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from sklearn.model_selection import train_test_split
 
-from sklearn_distill import (MLP, BoostedDistiller, ConvNet, FRePoDistiller, HerdingDistiller,
-                             ImageAugmentation, ImageStandardizer, RandomDistiller,
-                             RaTBPTTDistiller, load_digits_images)
+from sklearn_distill import (MLP, ConvNet, HerdingDistiller, ImageAugmentation, ImageStandardizer,
+                             RandomDistiller, RaTBPTTDistiller, load_digits_images)
 from sklearn_distill._jax import library_prng
+from sklearn_distill.base import WarmStart
 from sklearn_distill.methods import ratbptt as R
 from sklearn_distill.networks import with_num_classes
 
@@ -279,39 +279,8 @@ def test_hardness_sampling_fit(digits):
 
 
 # --------------------------------------------------------------------------------------------
-# Boost-DD
+# Learned labels and warm starts
 # --------------------------------------------------------------------------------------------
-
-def test_boost_beta_zero_freezes_earlier_blocks(digits):
-    X, y = digits
-    base = tiny(n_steps=4)
-    two = BoostedDistiller(base, block_ipc=1, n_blocks=2, beta=0.0, random_state=3).fit(X, y)
-    assert two.synthetic_X_.shape == (20, 8, 8, 1)
-    assert two.block_.tolist() == [0] * 10 + [1] * 10
-    assert two.synthetic_y_.tolist() == list(range(10)) * 2
-    # Block 0 is the first block's own fit, left bit-for-bit alone while block 1 trained.
-    alone = tiny(n_steps=4, random_state=3).fit(X, y)
-    np.testing.assert_array_equal(two.synthetic_X_[:10], alone.synthetic_X_)
-    assert not np.allclose(two.synthetic_X_[10:], two.synthetic_X_[:10])
-    assert two.n_iter_ == 8 and two.history_["block"] == [0, 0, 1, 1]
-    assert two.history_["step"] == [2, 4, 6, 8]
-    sub = two.first_blocks(1)
-    np.testing.assert_array_equal(sub.synthetic_X_, alone.synthetic_X_)
-    assert sub.sampling_strategy_[0] == 1 and sub.synthetic_y_.tolist() == list(range(10))
-    assert two.synthetic_X_.shape == (20, 8, 8, 1)  # the copy leaves the whole set alone
-    assert 0.0 <= sub.score(X[:50], y[:50]) <= 1.0
-    with pytest.raises(ValueError, match="k"):
-        two.first_blocks(3)
-    with pytest.raises(ValueError, match="distiller"):
-        BoostedDistiller(HerdingDistiller(), n_blocks=2).fit(X, y)
-    with pytest.raises(ValueError, match="beta"):
-        BoostedDistiller(tiny(), beta=2.0).fit(X, y)
-    # beta > 0 trains the earlier blocks on.
-    moving = BoostedDistiller(base, block_ipc=1, n_blocks=2, beta=1.0, random_state=3).fit(X, y)
-    assert not np.array_equal(moving.synthetic_X_[:10], alone.synthetic_X_)
-    np.testing.assert_array_equal(moving.synthetic_X_[:10] != alone.synthetic_X_,
-                                  np.ones_like(alone.synthetic_X_, bool))
-
 
 def test_learned_labels_and_their_warm_start(digits):
     X, y = digits
@@ -322,23 +291,11 @@ def test_learned_labels_and_their_warm_start(digits):
     assert np.all(np.argmax(soft, axis=1) == np.arange(10))
     assert 0.0 <= first.score(X[:50], y[:50]) <= 1.0  # trains on them with cross-entropy
     # A later block continues from the earlier rows' label logits (log of their softmax).
-    warm = R.WarmStart(first.layout_.to_internal(first.synthetic_X_), np.arange(10), soft, 0.0)
+    warm = WarmStart(first.layout_.to_internal(first.synthetic_X_), np.arange(10), soft, 0.0)
     logits = first._warm_labels(warm, 10)
     np.testing.assert_allclose(np.exp(logits), soft, rtol=1e-5)
     with pytest.raises(ValueError, match="probabilities"):
         first._warm_labels(warm._replace(soft_labels=soft - 0.5), 10)
-
-
-@pytest.mark.skipif(not getattr(FRePoDistiller, "_supports_warm_start", False),
-                    reason="FRePo cannot continue from an earlier synthetic set yet")
-def test_boost_frepo_beta_zero(digits):
-    X, y = digits
-    frepo = FRePoDistiller(ipc=1, n_steps=3, batch_size=64, pool_size=2, max_online_steps=3,
-                           model=ConvNet(width=8, depth=2, norm="batch"), log_every=3)
-    two = BoostedDistiller(frepo, n_blocks=2, beta=0.0, random_state=0).fit(X, y)
-    alone = frepo.set_params(random_state=0).fit(X, y)
-    np.testing.assert_array_equal(two.synthetic_X_[:10], alone.synthetic_X_)
-    assert not np.allclose(two.synthetic_X_[10:], alone.synthetic_X_)
 
 
 # --------------------------------------------------------------------------------------------
