@@ -232,8 +232,9 @@ class FRePoDistiller(BaseDistiller):
         per-feature mean and deviation, or real rows plus 0.1 of that noise.
     model : flax.linen.Module or None, default=None
         The network whose features define the kernel (its ``num_classes`` is set from the data).
-        ``None``: ``ConvNet(width=128, depth=3, norm="batch", width_doubling=True)`` for images
-        (depth 4 from 64 pixels), ``MLP(hidden_sizes=(256, 256))`` for tabular rows.
+        ``None``: FRePo's official layout, ``ConvNet(width=128, depth=3, norm="batch",
+        width_doubling=True, norm_position="before", norm_momentum=0.1)`` for images (depth 4
+        from 64 pixels), ``MLP(hidden_sizes=(256, 256))`` for tabular rows.
     pool_size : int, default=10
         Networks in the model pool (:math:`m`).
     max_online_steps : int, default=100
@@ -356,7 +357,8 @@ class FRePoDistiller(BaseDistiller):
         if len(sample_shape) == 1:
             return MLP(hidden_sizes=(256, 256))
         depth = 4 if min(sample_shape[:2]) >= 64 else 3
-        return ConvNet(width=128, depth=depth, norm="batch", width_doubling=True)
+        return ConvNet(width=128, depth=depth, norm="batch", width_doubling=True,
+                       norm_position="before", norm_momentum=0.1)
 
     def _eval_model(self):
         if self.eval_model is None and self.model is None and not self.layout_.is_image:

@@ -509,9 +509,10 @@ class RCIGDistiller(BaseDistiller):
         Add mirrored copies of the synthetic images (``"auto"``: for RGB images only).
     init : {"real", "noise", "real+noise"}, default="real"
     model : flax.linen.Module or None, default=None
-        The distillation network. ``None``: ``ConvNet(width=128, depth=3, norm="none",
-        width_doubling=True, activation="softplus", softplus_temperature=60)`` (depth 4 from
-        64 pixels), or a softplus ``MLP(hidden_sizes=(256, 256))`` for tabular rows.
+        The distillation network. ``None``: RCIG's official layout, ``ConvNet(width=128,
+        depth=3, norm="none", width_doubling=True, activation="softplus",
+        softplus_temperature=60, norm_momentum=0.1)`` (depth 4 from 64 pixels; the momentum
+        matters once ``norm="batch"``), or a softplus ``MLP(hidden_sizes=(256, 256))`` for tabular rows.
     pool_size : int, default=30
     max_online_steps : int, default=100
         Online training steps after which a pool member is re-initialised.
@@ -642,7 +643,7 @@ class RCIGDistiller(BaseDistiller):
             return MLP(hidden_sizes=(256, 256), activation="softplus", softplus_temperature=60.0)
         depth = 4 if min(sample_shape[:2]) >= 64 else 3
         return ConvNet(width=128, depth=depth, norm="none", width_doubling=True,
-                       activation="softplus", softplus_temperature=60.0)
+                       activation="softplus", softplus_temperature=60.0, norm_momentum=0.1)
 
     def _eval_model(self):
         if self.eval_model is None and self.model is None and not self.layout_.is_image:
