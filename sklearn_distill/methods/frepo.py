@@ -254,6 +254,10 @@ class FRePoDistiller(BaseDistiller):
         Training steps of each evaluation network.
     eval_model : flax.linen.Module or None, default=None
         Evaluation network; ``None``: ``model`` without normalisation layers (the protocol).
+    eval_protocol : str or EvalProtocol, default="frepo"
+        Evaluation protocol of :meth:`score`: "library", "frepo", "rcig", "ratbptt", "dc"
+        (:mod:`sklearn_distill.protocols`) or an :class:`~sklearn_distill.protocols.EvalProtocol`;
+        the default is FRePo's own evaluation (``script/eval.py``).
     checkpoint : str, path-like or None, default=None
         File to save the full state to (synthetic set, labels, optimiser states, model pool, step,
         PRNG key; an ``.npz`` without pickle). When the file exists, ``fit`` resumes from it if it
@@ -323,6 +327,7 @@ class FRePoDistiller(BaseDistiller):
                  learn_labels=True, flip="auto", init="real", model=None, pool_size=10,
                  max_online_steps=100, online_learning_rate=3e-4, ridge=1e-6, precision="highest",
                  image_shape=None, n_eval_models=5, eval_steps="auto", eval_model=None,
+                 eval_protocol="frepo",
                  checkpoint=None, checkpoint_every=1000, log_every=100, devices=None, verbose=0,
                  random_state=None):
         self.ipc = ipc
@@ -342,6 +347,7 @@ class FRePoDistiller(BaseDistiller):
         self.n_eval_models = n_eval_models
         self.eval_steps = eval_steps
         self.eval_model = eval_model
+        self.eval_protocol = eval_protocol
         self.checkpoint = checkpoint
         self.checkpoint_every = checkpoint_every
         self.log_every = log_every

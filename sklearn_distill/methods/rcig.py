@@ -541,6 +541,10 @@ class RCIGDistiller(BaseDistiller):
     precision : {"highest", "high", "default"}, default="highest"
     image_shape, n_eval_models, eval_steps, eval_model :
         As for :class:`~sklearn_distill.FRePoDistiller`.
+    eval_protocol : str or EvalProtocol, default="rcig"
+        Evaluation protocol of :meth:`score`: "library", "frepo", "rcig", "ratbptt", "dc"
+        (:mod:`sklearn_distill.protocols`) or an :class:`~sklearn_distill.protocols.EvalProtocol`;
+        the default is RCIG's own evaluation (``eval.py``, without augmentation, as published).
     checkpoint, checkpoint_every, log_every, devices, verbose, random_state :
         As for :class:`~sklearn_distill.FRePoDistiller`.
 
@@ -600,6 +604,7 @@ class RCIGDistiller(BaseDistiller):
                  hinv_solver="adam", l2=5e-4, n_backward_subset=None, clip_implicit=True,
                  precision="highest", image_shape=None, n_eval_models=5, eval_steps="auto",
                  eval_model=None, checkpoint=None, checkpoint_every=1000, log_every=100,
+                 eval_protocol="rcig",
                  devices=None, verbose=0, random_state=None):
         self.ipc = ipc
         self.n_steps = n_steps
@@ -627,6 +632,7 @@ class RCIGDistiller(BaseDistiller):
         self.n_eval_models = n_eval_models
         self.eval_steps = eval_steps
         self.eval_model = eval_model
+        self.eval_protocol = eval_protocol
         self.checkpoint = checkpoint
         self.checkpoint_every = checkpoint_every
         self.log_every = log_every
@@ -659,7 +665,7 @@ class RCIGDistiller(BaseDistiller):
         seed = seed_description(self.random_state)
         params = {k: v for k, v in self.get_params().items()
                   if k not in ("checkpoint", "checkpoint_every", "log_every", "verbose",
-                               "n_eval_models", "eval_steps", "eval_model", "model",
+                               "n_eval_models", "eval_steps", "eval_model", "eval_protocol", "model",
                                "random_state", "image_shape", "flip", "devices")}
         return {"method": "RCIG", **{k: (v if isinstance(v, (str, bool, type(None))) else float(v))
                                      for k, v in params.items()},
