@@ -89,18 +89,18 @@ def frepo_steps(n_train):
 
     The official table (``script/eval.py:207-209``) lists exact sizes: 10: 1,000; 100: 2,000;
     200: 20,000; 400 and 500: 5,000; 1,000: 10,000; 2,000 and 5,000: 40,000. Other sizes, an
-    error there, take the entry of the largest listed size below them (1,000 below 10).
+    error there, take the entry of the smallest listed size above them (40,000 beyond 5,000),
+    as the library's table counts "up to" a size.
 
     Examples
     --------
-    >>> frepo_steps(10), frepo_steps(200), frepo_steps(2000), frepo_steps(50), frepo_steps(5)
-    (1000, 20000, 40000, 2000, 1000)
+    >>> frepo_steps(10), frepo_steps(200), frepo_steps(2000), frepo_steps(50), frepo_steps(300)
+    (1000, 20000, 40000, 2000, 5000)
     """
-    steps = _FREPO_TABLE[0][1]
     for size, value in _FREPO_TABLE:
-        if n_train >= size:
-            steps = value
-    return steps
+        if n_train <= size:
+            return value
+    return _FREPO_TABLE[-1][1]
 
 
 def rcig_steps(n_train):
@@ -170,7 +170,7 @@ class EvalProtocol:
     >>> p = get_protocol("frepo")
     >>> p.learning_rate, p.n_steps(100), p.batch_size
     (0.0003, 2000, 500)
-    >>> float(p.schedule_fn(2000)(500))
+    >>> round(float(p.schedule_fn(2000)(500)), 7)  # the end of the 500-step warm-up
     0.0003
     """
 
