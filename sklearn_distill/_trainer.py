@@ -135,7 +135,7 @@ def train_networks(key, model, X, targets, *, n_models=1, n_steps=1000, batch_si
     progress : str or None
         Show a progress bar with this description (no device synchronisation per step).
     protocol : EvalProtocol or None
-        Optimiser, schedule and batch sampling (:mod:`sklearn_distill.protocols`); it replaces
+        Optimiser, schedule and batch sampling (:func:`~sklearn_distill.get_protocol`); it replaces
         ``batch_size``, ``learning_rate`` and ``weight_decay``. ``None``: the ``"library"``
         protocol with those three values.
 

@@ -64,7 +64,7 @@ class ImageAugmentation:
     * geometric operations repeat the edge pixels outside the image instead of reading zeros.
 
     FRePo's strengths are ``brightness=0.5, colour_log_range=0.25, scale_ratio=0.25,
-    cutout_ratio=0.25`` (:func:`sklearn_distill.protocols.get_protocol` builds them).
+    cutout_ratio=0.25`` (:func:`~sklearn_distill.get_protocol` builds them).
 
     Parameters
     ----------

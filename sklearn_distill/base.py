@@ -218,7 +218,7 @@ class BaseDistiller(BaseEstimator):
         """Meta-test accuracy: train networks from scratch on the synthetic set, test on ``X, y``.
 
         Trains ``n_eval_models`` networks under the evaluation protocol ``eval_protocol``
-        (:mod:`sklearn_distill.protocols`; each method defaults to its paper's, learned labels
+        (:func:`~sklearn_distill.get_protocol`; each method defaults to its paper's, learned labels
         used when present) and returns their mean accuracy; ``eval_steps`` overrides the
         protocol's number of steps. Deterministic for a fixed ``random_state``.
 

@@ -59,8 +59,8 @@ def default_eval_steps(n_train):
     """Training steps of the ``"library"`` protocol for a training set of ``n_train`` rows.
 
     1000 steps up to 10 rows (ipc 1 on ten classes), 2000 up to 100, 5000 up to 500, 10000
-    beyond (:func:`sklearn_distill.protocols.library_steps`; the named protocols have their own
-    tables, :meth:`~sklearn_distill.protocols.EvalProtocol.n_steps`).
+    beyond (``sklearn_distill.protocols.library_steps``; the named protocols have their own
+    tables, :meth:`~sklearn_distill.EvalProtocol.n_steps`).
 
     Examples
     --------
@@ -145,7 +145,7 @@ class NeuralNetClassifier(ClassifierMixin, BaseEstimator):
         (:func:`default_eval_model`) for images, an MLP for tabular rows.
     n_steps : int or "auto", default="auto"
         Optimisation steps run; "auto": the protocol's step table for the training-set size
-        (:meth:`~sklearn_distill.protocols.EvalProtocol.n_steps`).
+        (:meth:`~sklearn_distill.EvalProtocol.n_steps`).
     learning_rate : float or None, default=None
         Peak learning rate; ``None``: the protocol's (1e-3 for ``"library"``).
     batch_size : int or None, default=None
@@ -159,7 +159,7 @@ class NeuralNetClassifier(ClassifierMixin, BaseEstimator):
     weight_decay : float or None, default=None
         Weight decay (decoupled, AdamW, for Adam); ``None``: the protocol's (0 for ``"library"``).
     protocol : {"library", "frepo", "rcig", "ratbptt", "dc"} or EvalProtocol, default="library"
-        The evaluation protocol (:mod:`sklearn_distill.protocols`) that supplies every value
+        The evaluation protocol (:func:`~sklearn_distill.get_protocol`) that supplies every value
         left to "auto" or ``None``.
     image_shape : tuple or None, default=None
         ``(H, W, C)`` of images given as 2-D rows.

@@ -115,7 +115,7 @@ class RandomDistiller(_CoresetDistiller):
         Evaluation network; ``None`` uses the protocol default.
     eval_protocol : str or EvalProtocol, default="library"
         Evaluation protocol of :meth:`score`: "library", "frepo", "rcig", "ratbptt", "dc"
-        (:mod:`sklearn_distill.protocols`) or an :class:`~sklearn_distill.protocols.EvalProtocol`;
+        (:func:`~sklearn_distill.get_protocol`) or an :class:`~sklearn_distill.EvalProtocol`;
         the default is the library's; pass a paper's name to compare a coreset with that
         paper's published baselines.
     n_jobs : int or None, default=None
@@ -206,7 +206,7 @@ class HerdingDistiller(_EmbeddingCoreset):
     eval_model : flax.linen.Module or None, default=None
     eval_protocol : str or EvalProtocol, default="library"
         Evaluation protocol of :meth:`score`: "library", "frepo", "rcig", "ratbptt", "dc"
-        (:mod:`sklearn_distill.protocols`) or an :class:`~sklearn_distill.protocols.EvalProtocol`;
+        (:func:`~sklearn_distill.get_protocol`) or an :class:`~sklearn_distill.EvalProtocol`;
         the default is the library's; pass a paper's name to compare a coreset with that
         paper's published baselines.
     n_jobs : int or None, default=None
@@ -251,7 +251,7 @@ class KCenterDistiller(_EmbeddingCoreset):
     eval_model : flax.linen.Module or None, default=None
     eval_protocol : str or EvalProtocol, default="library"
         Evaluation protocol of :meth:`score`: "library", "frepo", "rcig", "ratbptt", "dc"
-        (:mod:`sklearn_distill.protocols`) or an :class:`~sklearn_distill.protocols.EvalProtocol`;
+        (:func:`~sklearn_distill.get_protocol`) or an :class:`~sklearn_distill.EvalProtocol`;
         the default is the library's; pass a paper's name to compare a coreset with that
         paper's published baselines.
     n_jobs : int or None, default=None

@@ -256,7 +256,7 @@ class FRePoDistiller(BaseDistiller):
         Evaluation network; ``None``: ``model`` without normalisation layers (the protocol).
     eval_protocol : str or EvalProtocol, default="frepo"
         Evaluation protocol of :meth:`score`: "library", "frepo", "rcig", "ratbptt", "dc"
-        (:mod:`sklearn_distill.protocols`) or an :class:`~sklearn_distill.protocols.EvalProtocol`;
+        (:func:`~sklearn_distill.get_protocol`) or an :class:`~sklearn_distill.EvalProtocol`;
         the default is FRePo's own evaluation (``script/eval.py``).
     checkpoint : str, path-like or None, default=None
         File to save the full state to (synthetic set, labels, optimiser states, model pool, step,

@@ -265,7 +265,7 @@ class KRRDistiller(BaseDistiller):
         Evaluation network; ``None``: ``model`` without normalisation (the protocol's ConvNet).
     eval_protocol : str or EvalProtocol, default="library"
         Evaluation protocol of :meth:`score`: "library", "frepo", "rcig", "ratbptt", "dc"
-        (:mod:`sklearn_distill.protocols`) or an :class:`~sklearn_distill.protocols.EvalProtocol`;
+        (:func:`~sklearn_distill.get_protocol`) or an :class:`~sklearn_distill.EvalProtocol`;
         the default is the library's (KRR has no evaluation code of its own to follow).
     log_every : int, default=100
         Steps between reads of the loss (``history_``, progress bar, divergence check).

@@ -536,7 +536,7 @@ class RaTBPTTDistiller(BaseDistiller):
         reproduce that).
     eval_protocol : str or EvalProtocol, default="ratbptt"
         Evaluation protocol of :meth:`score`: "library", "frepo", "rcig", "ratbptt", "dc"
-        (:mod:`sklearn_distill.protocols`) or an :class:`~sklearn_distill.protocols.EvalProtocol`;
+        (:func:`~sklearn_distill.get_protocol`) or an :class:`~sklearn_distill.EvalProtocol`;
         the default is RaT-BPTT's own evaluation (its ``test``).
     checkpoint : str, path-like or None, default=None
         File to save the full state to (synthetic set, labels, optimiser state, step, PRNG key,

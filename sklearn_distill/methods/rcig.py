@@ -543,7 +543,7 @@ class RCIGDistiller(BaseDistiller):
         As for :class:`~sklearn_distill.FRePoDistiller`.
     eval_protocol : str or EvalProtocol, default="rcig"
         Evaluation protocol of :meth:`score`: "library", "frepo", "rcig", "ratbptt", "dc"
-        (:mod:`sklearn_distill.protocols`) or an :class:`~sklearn_distill.protocols.EvalProtocol`;
+        (:func:`~sklearn_distill.get_protocol`) or an :class:`~sklearn_distill.EvalProtocol`;
         the default is RCIG's own evaluation (``eval.py``, without augmentation, as published).
     checkpoint, checkpoint_every, log_every, devices, verbose, random_state :
         As for :class:`~sklearn_distill.FRePoDistiller`.

@@ -63,7 +63,7 @@ class TranslatorDistiller(BaseDistiller):
     eval_model : flax.linen.Module or None, default=None
     eval_protocol : str or EvalProtocol, default="library"
         Evaluation protocol of :meth:`score`: "library", "frepo", "rcig", "ratbptt", "dc"
-        (:mod:`sklearn_distill.protocols`) or an :class:`~sklearn_distill.protocols.EvalProtocol`;
+        (:func:`~sklearn_distill.get_protocol`) or an :class:`~sklearn_distill.EvalProtocol`;
         the default is the library's (the translator paper publishes no evaluation code).
     log_every : int, default=100
     devices : int, list of jax.Device or None, default=None
