@@ -160,15 +160,18 @@ def main(argv=None):
 
     rows = [(f"distilled ({method})", len(distiller.synthetic_X_),
              distiller.evaluate(X_test, y_test, progress=progress), distill_time)]
+    # Every row under the distiller's evaluation protocol, so that they compare.
+    protocol = distiller._eval_protocol()
     random_subset = RandomDistiller(ipc=args.ipc, n_eval_models=args.eval_models,
                                     eval_steps=distiller.eval_steps, eval_model=distiller.eval_model,
-                                    random_state=args.seed).fit(X_train, y_train)
+                                    eval_protocol=protocol, random_state=args.seed).fit(X_train, y_train)
     rows.append(("random real subset", len(random_subset.synthetic_X_),
                  random_subset.evaluate(X_test, y_test, progress=progress), None))
     if not args.no_full:
         full = evaluate(X_train, y_train, X_test, y_test, n_models=args.eval_models,
                         model=ConvNet(width=args.width, depth=3, norm="none"),
-                        n_steps=args.full_steps, random_state=args.seed, progress=progress)
+                        n_steps=args.full_steps, protocol=protocol, random_state=args.seed,
+                        progress=progress)
         rows.append(("full training data", len(X_train), full, None))
 
     print()
