@@ -164,7 +164,8 @@ def _meta_step_impl(state, X_real, Y_real, hyper, config):
     pool = _pool.online_update(
         state["pool"], index, online_key, new["x"], new["y"], model=config.model,
         optimizer=_pool.pool_optimizer(hyper["online_learning_rate"]),
-        max_online_steps=hyper["max_online_steps"],
+        # The official code replaces a member once its counter *exceeds* K: K + 1 updates a life.
+        max_online_steps=hyper["max_online_steps"] + 1,
         batch_size=_ONLINE_BATCH if n_syn > _ONLINE_BATCH else None, keep=ok)
     state = {"x": new["x"], "y": new["y"], "opt": opt_state, "pool": pool,
              "key": jnp.where(ok, key, state["key"]), "ok": ok}
@@ -238,7 +239,8 @@ class FRePoDistiller(BaseDistiller):
     pool_size : int, default=10
         Networks in the model pool (:math:`m`).
     max_online_steps : int, default=100
-        Online updates after which a pool member is re-initialised (:math:`K`).
+        A pool member is re-initialised once it has taken more than :math:`K` online updates
+        (:math:`K + 1` per life, as in the official code).
     online_learning_rate : float, default=3e-4
         Adam learning rate of the pool members' online training.
     ridge : float, default=1e-6

@@ -403,7 +403,7 @@ def _meta_step_impl(state, X_real, Y_real, hyper, config):
         pool, index, online_key, x_pool, y_pool, model=config.model,
         optimizer=_pool.pool_optimizer(hyper["online_learning_rate"]),
         max_online_steps=hyper["max_online_steps"], keep=ok, n_steps=n_online,
-        max_steps=config.online_steps if _UNROLL else None)
+        max_steps=config.online_steps if _UNROLL else None, replace="after_training")
 
     # Learning-rate bookkeeping of the inner and Hessian-inverse solves.
     step = state["step"] + ok.astype(jnp.int32)
@@ -757,4 +757,4 @@ def init_state(x_syn, y_syn, pool_key, loop_key, model, pool_size, max_online_st
 @partial(jax.jit, static_argnums=(2, 3, 4))
 def _init_pool_jit(key, max_online_steps, model, sample_shape, pool_size):
     return _pool.init_pool(key, model, sample_shape, pool_size, max_online_steps,
-                           _pool.pool_optimizer(1.0))
+                           _pool.pool_optimizer(1.0), stagger=False)
