@@ -236,3 +236,8 @@ def test_frepo_and_rcig_default_networks_follow_official_layouts():
     assert (frepo.norm, frepo.norm_position, frepo.norm_momentum) == ("batch", "before", 0.1)
     rcig = RCIGDistiller()._distill_model((32, 32, 3))
     assert (rcig.norm, rcig.norm_position, rcig.norm_momentum) == ("none", "after", 0.1)
+    # RCIG's configurations: softplus at depth 3 only; depth 4 at 64 px, 5 at 128 px, with ReLU
+    assert (rcig.depth, rcig.activation) == (3, "softplus")
+    for size, depth in ((64, 4), (128, 5)):
+        net = RCIGDistiller()._distill_model((size, size, 3))
+        assert (net.depth, net.activation) == (depth, "relu")

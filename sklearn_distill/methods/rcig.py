@@ -514,8 +514,9 @@ class RCIGDistiller(BaseDistiller):
     model : flax.linen.Module or None, default=None
         The distillation network. ``None``: RCIG's official layout, ``ConvNet(width=128,
         depth=3, norm="none", width_doubling=True, activation="softplus",
-        softplus_temperature=60, norm_momentum=0.1)`` (depth 4 from 64 pixels; the momentum
-        matters once ``norm="batch"``), or a softplus ``MLP(hidden_sizes=(256, 256))`` for tabular rows.
+        softplus_temperature=60, norm_momentum=0.1)`` below 64 pixels; depth 4 from 64 and 5
+        from 128 pixels, there with ReLU, as the official configurations (the momentum matters
+        once ``norm="batch"``); a softplus ``MLP(hidden_sizes=(256, 256))`` for tabular rows.
     pool_size : int, default=30
     max_online_steps : int, default=100
         Online training steps after which a pool member is re-initialised.
@@ -650,9 +651,12 @@ class RCIGDistiller(BaseDistiller):
             return self.model
         if len(sample_shape) == 1:
             return MLP(hidden_sizes=(256, 256), activation="softplus", softplus_temperature=60.0)
-        depth = 4 if min(sample_shape[:2]) >= 64 else 3
+        size = min(sample_shape[:2])
+        depth = 5 if size >= 128 else 4 if size >= 64 else 3
+        # Softplus only in the depth-3 configurations; ReLU from 64 px (softplus_temp 0).
         return ConvNet(width=128, depth=depth, norm="none", width_doubling=True,
-                       activation="softplus", softplus_temperature=60.0, norm_momentum=0.1)
+                       activation="softplus" if depth == 3 else "relu",
+                       softplus_temperature=60.0, norm_momentum=0.1)
 
     def _eval_model(self):
         if self.eval_model is None and self.model is None and not self.layout_.is_image:
