@@ -97,7 +97,8 @@ def build_estimator(method, ipc, cfg, n_steps=None, log_every=None, translator=N
 
     _, models = distill_networks(cfg)
     common = dict(ipc=ipc, random_state=cfg["seed"], eval_model=eval_network(cfg),
-                  n_eval_models=cfg["n_eval"], eval_steps=cfg["eval_steps"][ipc])
+                  n_eval_models=cfg["n_eval"], eval_steps=cfg["eval_steps"][ipc],
+                  eval_protocol=cfg.get("eval_protocol", "library"))
     if method in BASELINES:
         cls = {"random": sd.RandomDistiller, "herding": sd.HerdingDistiller,
                "kcenter": sd.KCenterDistiller}[method]

@@ -72,7 +72,8 @@ def accuracy(args):
     for ipc in args.ipc:
         common = dict(ipc=ipc, n_eval_models=args.n_eval, random_state=args.seed,
                       eval_model=eval_model,
-                      eval_steps=args.eval_steps if args.eval_steps else "auto")
+                      eval_steps=args.eval_steps if args.eval_steps else "auto",
+                      eval_protocol=args.protocol)
         n_steps = args.steps
         if args.seconds:
             # Calibrate the time of a meta-step, then fill the budget (the cosine schedule needs
@@ -272,6 +273,9 @@ def main(argv=None):
     p.add_argument("--pool-size", type=int, default=10)
     p.add_argument("--n-eval", type=int, default=5)
     p.add_argument("--eval-steps", type=int, default=None)
+    p.add_argument("--protocol", default="library",
+                   choices=["library", "frepo", "rcig", "ratbptt", "dc"],
+                   help="evaluation protocol of every row (one for all, so rows compare)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data-home", default=None)
     p.add_argument("--checkpoint", default=None)

@@ -103,7 +103,7 @@ def _rat(args, ipc, model, eval_model, n_steps, random_state=None):
                             inner_learning_rate=args.inner_learning_rate,
                             inner_batch_size=args.inner_batch, init=args.init, model=model,
                             eval_model=eval_model, n_eval_models=args.n_eval,
-                            eval_steps=args.eval_steps or "auto",
+                            eval_steps=args.eval_steps or "auto", eval_protocol=args.protocol,
                             log_every=max(1, n_steps // 20), verbose=args.verbose,
                             random_state=args.seed if random_state is None else random_state)
 
@@ -137,7 +137,8 @@ def accuracy(args):
         distill_time = time.perf_counter() - start
         res = rat.evaluate(X_te, y_te)
         common = dict(ipc=ipc, n_eval_models=args.n_eval, eval_model=eval_model,
-                      eval_steps=args.eval_steps or "auto", random_state=args.seed)
+                      eval_steps=args.eval_steps or "auto", random_state=args.seed,
+                      eval_protocol=args.protocol)
         rand = RandomDistiller(**common).fit(X_tr, y_tr).evaluate(X_te, y_te)
         row = {"ipc": ipc, "steps": int(rat.n_iter_), "stop_reason": rat.stop_reason_,
                "distill_seconds": round(distill_time, 1),
@@ -414,6 +415,9 @@ def main(argv=None):
     p.add_argument("--eval-norm", choices=["none", "instance"], default="none")
     p.add_argument("--n-eval", type=int, default=5)
     p.add_argument("--eval-steps", type=int, default=None)
+    p.add_argument("--protocol", default="library",
+                   choices=["library", "frepo", "rcig", "ratbptt", "dc"],
+                   help="evaluation protocol of every row (one for all, so rows compare)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data-home", default=None)
     p.add_argument("--verbose", type=int, default=0)

@@ -37,8 +37,9 @@ X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.4, stratif
                                                     random_state=0)
 scaler = ImageStandardizer().fit(X_train)
 X_train, X_test = scaler.transform(X_train), scaler.transform(X_test)
+# Every method scored under the same, library evaluation protocol (a short run here).
 evaluation = dict(n_eval_models=2, eval_steps=200, eval_model=ConvNet(width=16, depth=2),
-                  random_state=0)
+                  eval_protocol="library", random_state=0)
 
 
 def make(method, n_steps):

@@ -43,10 +43,11 @@ print(X_train.shape, X_test.shape)
 # ------------------------
 # Every distiller takes the same common parameters (``ipc``, ``n_steps``, ``batch_size``,
 # ``model``, ...). ``score`` trains ``n_eval_models`` networks from scratch on the synthetic set,
-# here the same small ConvNet without normalisation for every method, so the accuracies below
-# are comparable.
+# here the same small ConvNet without normalisation and the same evaluation protocol
+# (``eval_protocol="library"``; each method would otherwise use its paper's) for every method, so
+# the accuracies below are comparable.
 evaluation = dict(n_eval_models=2, eval_steps=200, eval_model=ConvNet(width=16, depth=2),
-                  random_state=0)
+                  eval_protocol="library", random_state=0)
 
 distillers = {
     "FRePo": FRePoDistiller(

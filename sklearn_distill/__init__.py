@@ -30,6 +30,7 @@ from .networks import MLP, VGG11, ConvNet, ResNet18
 from .plotting import plot_label_heatmap, plot_learning_curve, plot_synthetic_images
 from .preprocessing import ImageStandardizer, ZCAWhitening
 from .privacy import MembershipInferenceEvaluator, MembershipInferenceResult
+from .protocols import EvalProtocol, get_protocol
 
 __all__ = [
     "BaseDistiller", "DistillationResult",
@@ -39,6 +40,7 @@ __all__ = [
     "KRRDistiller", "TranslatorDistiller", "Translator", "PretrainedTranslator", "TranslatorCache",
     "pretrain_translator",
     "NeuralNetClassifier", "DistilledClassifier", "EvaluationResult", "evaluate",
+    "EvalProtocol", "get_protocol",
     "ConvNet", "MLP", "ResNet18", "VGG11", "ImageAugmentation",
     "ZCAWhitening", "ImageStandardizer",
     "load_digits_images", "load_benchmark",

@@ -58,27 +58,32 @@ def init_member(key, model, sample_shape, optimizer):
     return variables, optimizer.init(variables["params"])
 
 
-def init_pool(key, model, sample_shape, pool_size, max_online_steps, optimizer):
+def init_pool(key, model, sample_shape, pool_size, max_online_steps, optimizer, stagger=True):
     r"""Initialise ``pool_size`` members with staggered step counters.
 
     Member :math:`i` starts with :math:`\lfloor K/m \rfloor \cdot i` steps on its counter (its
     weights are fresh like every other member's), so with :math:`m \le K` the first
-    re-initialisations are spread over the first :math:`K` updates instead of all coinciding.
+    re-initialisations are spread over the first :math:`K` updates instead of all coinciding
+    (FRePo). With ``stagger=False`` every counter starts at 0 (RCIG, ``algorithms.py:83-90`` of
+    yolky/RCIG at a9fb1fa).
     """
     keys = jax.random.split(key, pool_size)
     variables, opt_state = jax.vmap(lambda k: init_member(k, model, sample_shape, optimizer))(keys)
     steps = (max_online_steps // pool_size) * jnp.arange(pool_size, dtype=jnp.int32)
+    if not stagger:
+        steps = jnp.zeros((pool_size,), jnp.int32)
     return ModelPool(variables, opt_state, steps)
 
 
-@partial(jax.jit, static_argnums=(2, 3, 4))
-def new_pool(key, max_online_steps, model, sample_shape, pool_size):
+@partial(jax.jit, static_argnums=(2, 3, 4, 5))
+def new_pool(key, max_online_steps, model, sample_shape, pool_size, stagger=True):
     """:func:`init_pool` with the online optimiser (:func:`pool_optimizer`), compiled once.
 
     Adam's state does not depend on the learning rate, so the pool is built with rate 1 and the
     meta-step's own rate is applied when it trains a member.
     """
-    return init_pool(key, model, sample_shape, pool_size, max_online_steps, pool_optimizer(1.0))
+    return init_pool(key, model, sample_shape, pool_size, max_online_steps, pool_optimizer(1.0),
+                     stagger=stagger)
 
 
 def get_member(tree, index):
@@ -96,14 +101,18 @@ def sample_index(key, pool_size):
 
 
 def online_update(pool, index, key, X, targets, *, model, optimizer, max_online_steps,
-                  batch_size=None, keep=True, n_steps=1, max_steps=None, branch_free=None):
+                  batch_size=None, keep=True, n_steps=1, max_steps=None, branch_free=None,
+                  replace="on_visit"):
     r"""Advance member ``index`` by ``n_steps`` online steps, or re-initialise it.
 
     A member whose counter has reached ``max_online_steps`` (:math:`K`) is replaced by a fresh
     initialisation (new weights, new optimiser state, counter 0) and not trained this time, so
     every member takes about :math:`K` online updates per life (its first life may be shorter,
-    see :func:`init_pool`). Otherwise it takes ``n_steps`` optimiser steps (FRePo: one; RCIG: a
-    random number per meta-step) on
+    see :func:`init_pool`). With ``replace="after_training"`` the member is trained and then
+    replaced at once if its counter has reached :math:`K`, so no member with :math:`K` or more
+    updates ever serves a meta-gradient (RCIG, ``algorithms.py:247-255`` of yolky/RCIG).
+    Otherwise it takes ``n_steps`` optimiser steps (FRePo: one; RCIG: a random number per
+    meta-step) on
 
     .. math::
 
@@ -137,6 +146,8 @@ def online_update(pool, index, key, X, targets, *, model, optimizer, max_online_
         Mask the optional steps instead of branching; ``None``: the ``branch_free`` decision of
         :mod:`sklearn_distill._backend` when the step is traced (on the CPU, whose backend runs
         convolutions inside a conditional many times slower).
+    replace : {"on_visit", "after_training"}, default="on_visit"
+        When a member whose counter reached :math:`K` is re-initialised (see above).
 
     Returns
     -------
@@ -183,7 +194,11 @@ def online_update(pool, index, key, X, targets, *, model, optimizer, max_online_
     # CPU backend runs convolutions inside a conditional about 15x slower (FRePo's online step,
     # MNIST, width 16, 500 images: 5.0 s in a cond, 0.32 s outside), and a re-initialisation
     # costs next to nothing beside a training step on any backend.
-    new_vars, new_opt, new_count = select_tree(count >= max_online_steps, reset(), train())
+    if replace == "after_training":
+        trained = train()
+        new_vars, new_opt, new_count = select_tree(trained[2] >= max_online_steps, reset(), trained)
+    else:
+        new_vars, new_opt, new_count = select_tree(count >= max_online_steps, reset(), train())
     new_vars, new_opt, new_count = select_tree(jnp.asarray(keep), (new_vars, new_opt, new_count),
                                           (variables, opt_state, count))
     return ModelPool(_set_member(pool.variables, index, new_vars),

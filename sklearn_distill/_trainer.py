@@ -15,18 +15,26 @@ import numpy as np
 import optax
 
 from .networks import has_batch_norm, init_variables
+from .protocols import EvalProtocol
 
 __all__ = ["network_loss", "apply_network", "train_step", "make_optimizer", "train_networks",
            "predict_networks"]
 
 
 
-def network_loss(logits, targets, loss):
-    """Per-batch loss. ``targets`` is an (n, n_classes) matrix: one-hot, soft or learned labels."""
+def network_loss(logits, targets, loss, weights=None):
+    """Per-batch loss. ``targets`` is an (n, n_classes) matrix: one-hot, soft or learned labels.
+
+    ``weights`` (n,), when given, weighs the rows (0 for padding rows of a smaller batch).
+    """
     if loss == "mse":
         # Half the squared error summed over outputs, averaged over rows (kernel-regression view).
-        return 0.5 * jnp.mean(jnp.sum((logits - targets) ** 2, axis=-1))
-    return jnp.mean(optax.softmax_cross_entropy(logits, targets))
+        rows = 0.5 * jnp.sum((logits - targets) ** 2, axis=-1)
+    else:
+        rows = optax.softmax_cross_entropy(logits, targets)
+    if weights is None:
+        return jnp.mean(rows)
+    return jnp.sum(weights * rows) / jnp.maximum(jnp.sum(weights), 1.0)
 
 
 def apply_network(model, variables, x, train):
@@ -37,7 +45,7 @@ def apply_network(model, variables, x, train):
     return model.apply(variables, x, train=train), variables
 
 
-def train_step(model, optimizer, variables, opt_state, x, targets, loss):
+def train_step(model, optimizer, variables, opt_state, x, targets, loss, weights=None):
     """One optimiser step of a network on a batch; returns ``(variables, opt_state, loss_value)``.
 
     Shared by the evaluation trainer and the online updates of a model pool. Batch statistics
@@ -45,7 +53,7 @@ def train_step(model, optimizer, variables, opt_state, x, targets, loss):
     """
     def objective(params):
         logits, new_vars = apply_network(model, {**variables, "params": params}, x, True)
-        return network_loss(logits, targets, loss), new_vars
+        return network_loss(logits, targets, loss, weights), new_vars
 
     (value, new_vars), grads = jax.value_and_grad(objective, has_aux=True)(variables["params"])
     updates, opt_state = optimizer.update(grads, opt_state, variables["params"])
@@ -63,12 +71,12 @@ def make_optimizer(learning_rate, n_steps, weight_decay=0.0, warmup_fraction=0.1
     return optax.adam(schedule)
 
 
-_STATIC = ("model", "n_steps", "batch_size", "loss", "augmentation", "learning_rate", "weight_decay")
+_STATIC = ("model", "n_steps", "loss", "augmentation", "protocol")
 
 
-@partial(jax.jit, static_argnames=("model", "sample_shape", "n_steps", "learning_rate", "weight_decay"))
-def _init_stacked(keys, *, model, sample_shape, n_steps, learning_rate, weight_decay):
-    optimizer = make_optimizer(learning_rate, n_steps, weight_decay)
+@partial(jax.jit, static_argnames=("model", "sample_shape", "n_steps", "protocol", "augmented"))
+def _init_stacked(keys, *, model, sample_shape, n_steps, protocol, augmented):
+    optimizer = protocol.make_optimizer(n_steps, augmented)
 
     def init_one(key):
         variables = init_variables(model, key, sample_shape)
@@ -78,30 +86,36 @@ def _init_stacked(keys, *, model, sample_shape, n_steps, learning_rate, weight_d
 
 
 @partial(jax.jit, static_argnames=_STATIC, donate_argnums=(0, 1))
-def _train_step_stacked(variables, opt_state, key, step, X, targets, *, model, n_steps, batch_size,
-                        loss, augmentation, learning_rate, weight_decay):
+def _train_step_stacked(variables, opt_state, key, step, X, targets, *, model, n_steps, loss,
+                        augmentation, protocol):
     """One optimisation step of every stacked network (vmapped); returns their losses."""
     n = X.shape[0]
-    optimizer = make_optimizer(learning_rate, n_steps, weight_decay)
+    optimizer = protocol.make_optimizer(n_steps, augmentation is not None)
+    padded = protocol.batch == "epoch" and protocol.batch_rows(n) < n
 
-    def step_one(variables, opt_state, key):
+    def step_one(variables, opt_state, key, epoch_base):
         batch_key, aug_key = jax.random.split(key)
-        if n <= batch_size:
+        epoch_key = partial(jax.random.fold_in, epoch_base)
+        idx, weights = protocol.select_batch(batch_key, epoch_key, step, n)
+        if idx.shape[0] == n:  # the whole set, in any order
             xb, tb = X, targets
         else:
-            idx = jax.random.randint(batch_key, (batch_size,), 0, n)
             xb, tb = X[idx], targets[idx]
         if augmentation is not None:
             xb = augmentation(aug_key, xb)
-        return train_step(model, optimizer, variables, opt_state, xb, tb, loss)
+        return train_step(model, optimizer, variables, opt_state, xb, tb, loss,
+                          weights if padded else None)
 
     n_models = jax.tree.leaves(variables)[0].shape[0]
     keys = jax.random.split(jax.random.fold_in(key, step), n_models)
-    return jax.vmap(step_one)(variables, opt_state, keys)
+    # Per-network keys that stay fixed across steps: an epoch's permutation derives from them.
+    epoch_bases = jax.random.split(jax.random.fold_in(key, 2**31 - 1), n_models)
+    return jax.vmap(step_one)(variables, opt_state, keys, epoch_bases)
 
 
 def train_networks(key, model, X, targets, *, n_models=1, n_steps=1000, batch_size=256, loss="mse",
-                   augmentation=None, learning_rate=1e-3, weight_decay=0.0, progress=None):
+                   augmentation=None, learning_rate=1e-3, weight_decay=0.0, progress=None,
+                   protocol=None):
     """Train ``n_models`` networks from scratch at once.
 
     Parameters
@@ -120,6 +134,10 @@ def train_networks(key, model, X, targets, *, n_models=1, n_steps=1000, batch_si
     learning_rate, weight_decay : float
     progress : str or None
         Show a progress bar with this description (no device synchronisation per step).
+    protocol : EvalProtocol or None
+        Optimiser, schedule and batch sampling (:func:`~sklearn_distill.get_protocol`); it replaces
+        ``batch_size``, ``learning_rate`` and ``weight_decay``. ``None``: the ``"library"``
+        protocol with those three values.
 
     Returns
     -------
@@ -131,11 +149,14 @@ def train_networks(key, model, X, targets, *, n_models=1, n_steps=1000, batch_si
     # A Python loop over one jitted step, not lax.scan: XLA's CPU backend runs convolutions
     # inside while-loops several times slower, and dispatch is asynchronous, so the host never
     # waits on the device until the losses are read at the end.
+    if protocol is None:
+        protocol = EvalProtocol("library", learning_rate=float(learning_rate),
+                                weight_decay=float(weight_decay), batch_size=int(batch_size))
     init_key, loop_key = jax.random.split(key)
-    config = dict(model=model, n_steps=int(n_steps), learning_rate=float(learning_rate),
-                  weight_decay=float(weight_decay))
+    config = dict(model=model, n_steps=int(n_steps), protocol=protocol)
     variables, opt_state = _init_stacked(jax.random.split(init_key, n_models),
-                                         sample_shape=tuple(X.shape[1:]), **config)
+                                         sample_shape=tuple(X.shape[1:]),
+                                         augmented=augmentation is not None, **config)
     X = jnp.asarray(X, jnp.float32)
     targets = jnp.asarray(targets, jnp.float32)
     losses = []
@@ -146,8 +167,8 @@ def train_networks(key, model, X, targets, *, n_models=1, n_steps=1000, batch_si
         steps = tqdm(steps, desc=progress, leave=False)
     for step in steps:
         variables, opt_state, value = _train_step_stacked(
-            variables, opt_state, loop_key, step, X, targets, batch_size=int(batch_size), loss=loss,
-            augmentation=augmentation, **config)
+            variables, opt_state, loop_key, step, X, targets, loss=loss, augmentation=augmentation,
+            **config)
         losses.append(value)
     return variables, jnp.stack(losses, axis=1)
 

@@ -22,7 +22,8 @@ import jax.numpy as jnp
 
 __all__ = ["ImageAugmentation", "flip_images"]
 
-_MODES = ("all", "one")
+_MODES = ("all", "one", "one_per_batch")
+_STYLES = ("dsa", "augmax")
 # Operation groups in the order DSA lists them; in ``mode="one"`` each sample gets one of these.
 _GROUPS = ("colour", "crop", "cutout", "flip", "scale", "rotate")
 
@@ -48,6 +49,23 @@ class ImageAugmentation:
     Crop, scale and rotate are composed into a single affine map per sample and applied with one
     bilinear gather, so enabling all three costs one resampling pass.
 
+    ``style="augmax"`` gives the operations of the augmax library as FRePo and RCIG use them
+    (``lib/dataset/augmax/`` of yongchao97/FRePo at commit 9b98c65) instead:
+
+    * ``colour``: brightness ``x + (u - 1/2) * brightness``, then contrast and then saturation
+      with factors ``exp((2u - 1) * colour_log_range)`` (log-uniform), about the same means;
+    * ``crop``: a continuous translation, uniform within ``crop_ratio * size`` in each
+      direction, bilinear;
+    * ``scale``: a zoom by one factor for both axes, log-uniform in
+      ``[1 / (1 + scale_ratio), 1 + scale_ratio]``, its centre offset uniform within the
+      overhang ``|size * (zoom - 1)| / 2``;
+    * ``cutout``: a square of side ``floor(cutout_ratio * size)`` lying entirely inside the
+      image;
+    * geometric operations repeat the edge pixels outside the image instead of reading zeros.
+
+    FRePo's strengths are ``brightness=0.5, colour_log_range=0.25, scale_ratio=0.25,
+    cutout_ratio=0.25`` (:func:`~sklearn_distill.get_protocol` builds them).
+
     Parameters
     ----------
     flip, crop, scale, rotate, colour, cutout : bool
@@ -66,10 +84,16 @@ class ImageAugmentation:
         Lower end of the contrast factor range ``[contrast, contrast + 1]``.
     cutout_ratio : float, default=0.5
         Side of the cutout square as a fraction of the image side, in ``[0, 1]``.
-    mode : {"all", "one"}, default="all"
+    mode : {"all", "one", "one_per_batch"}, default="all"
         ``"all"`` applies every enabled operation to every sample; ``"one"`` applies a single
-        enabled operation per sample, chosen uniformly (DSA's single-operation mode, drawn per
-        sample instead of per batch).
+        enabled operation per sample, chosen uniformly; ``"one_per_batch"`` chooses one
+        operation for the whole batch (DSA's and FRePo's evaluation), each sample still drawing
+        its own parameters.
+    style : {"dsa", "augmax"}, default="dsa"
+        The family of the operations' definitions (see above).
+    colour_log_range : float, default=0.25
+        Half-width of the log-uniform contrast and saturation factors; only with
+        ``style="augmax"``.
 
     Notes
     -----
@@ -108,6 +132,8 @@ class ImageAugmentation:
     contrast: float = 0.5
     cutout_ratio: float = 0.5
     mode: str = "all"
+    style: str = "dsa"
+    colour_log_range: float = 0.25
 
     def __post_init__(self):
         for name in ("flip", "crop", "scale", "rotate", "colour", "cutout"):
@@ -117,7 +143,7 @@ class ImageAugmentation:
         bounds = {"crop_ratio": (0.0, 0.5), "scale_ratio": (0.0, math.inf),
                   "rotate_degrees": (0.0, 180.0), "brightness": (0.0, math.inf),
                   "saturation": (0.0, math.inf), "contrast": (0.0, math.inf),
-                  "cutout_ratio": (0.0, 1.0)}
+                  "cutout_ratio": (0.0, 1.0), "colour_log_range": (0.0, math.inf)}
         for name, (low, high) in bounds.items():
             value = getattr(self, name)
             if (isinstance(value, bool) or not isinstance(value, Real)
@@ -127,6 +153,9 @@ class ImageAugmentation:
         if self.mode not in _MODES:
             raise ValueError(f"ImageAugmentation: `mode` must be one of {_MODES}, "
                              f"got {self.mode!r}.")
+        if self.style not in _STYLES:
+            raise ValueError(f"ImageAugmentation: `style` must be one of {_STYLES}, "
+                             f"got {self.style!r}.")
 
     @classmethod
     def default_for(cls, n_channels):
@@ -195,10 +224,15 @@ class ImageAugmentation:
         # One uniform draw for everything, independent of the configuration: the random-bits kernel
         # is the slow part to compile, so it is compiled once per batch size and shared; the fixed
         # column layout keeps each operation's numbers unchanged when others are toggled.
-        return _params_jit(self, _uniform_jit(key, int(n)))
+        extra = None
+        if self.style == "augmax":
+            extra = _uniform_jit(jax.random.fold_in(key, 1), int(n))
+        return _params_jit(self, _uniform_jit(key, int(n)), extra)
 
-    def _params(self, u):
+    def _params(self, u, extra=None):
         n = u.shape[0]
+        if self.style == "augmax":
+            return self._params_augmax(u, extra, n)
         params = {}
         if self.flip:
             params["flip"] = u[:, 0] < 0.5
@@ -215,9 +249,37 @@ class ImageAugmentation:
             params["contrast"] = u[:, 8] + self.contrast
         if self.cutout:
             params["cutout"] = u[:, 9:11]
-        if self.mode == "one" and len(self.enabled) > 1:
-            params = self._keep_one(params, u[:, 11], n)
-        return params
+        return self._select(params, u, n)
+
+    def _params_augmax(self, u, extra, n):
+        params = {}
+        log_zoom = math.log1p(self.scale_ratio)
+        if self.flip:
+            params["flip"] = u[:, 0] < 0.5
+        if self.crop:
+            params["translate"] = u[:, 1:3]
+        if self.scale:
+            zoom = jnp.exp((2.0 * u[:, 3] - 1.0) * log_zoom)
+            # Source = destination / zoom + offset: the same factor on both axes.
+            params["scale"] = jnp.stack([1.0 / zoom, 1.0 / zoom], axis=1)
+            params["zoom_shift"] = 2.0 * extra[:, 0:2] - 1.0  # times the overhang in _affine
+        if self.rotate:
+            params["rotate"] = (2.0 * u[:, 5] - 1.0) * math.radians(self.rotate_degrees)
+        if self.colour:
+            params["brightness"] = (u[:, 6] - 0.5) * self.brightness
+            params["saturation"] = jnp.exp((2.0 * u[:, 7] - 1.0) * self.colour_log_range)
+            params["contrast"] = jnp.exp((2.0 * u[:, 8] - 1.0) * self.colour_log_range)
+        if self.cutout:
+            params["cutout"] = u[:, 9:11]
+        return self._select(params, u, n)
+
+    def _select(self, params, u, n):
+        if self.mode == "all" or len(self.enabled) < 2:
+            return params
+        choice_u = u[:, 11]
+        if self.mode == "one_per_batch":
+            choice_u = jnp.broadcast_to(u[:1, 11], (n,))
+        return self._keep_one(params, choice_u, n)
 
     def _keep_one(self, params, u, n):
         """Reset all but one randomly chosen operation group of each sample to the identity."""
@@ -226,8 +288,10 @@ class ImageAugmentation:
         active = {g: choice == i for i, g in enumerate(groups)}
         # Identity values: no flip / shift / rotation, unit factors, cutout centre far outside.
         identity = {"flip": False, "translate": 0.5, "scale": 1.0, "rotate": 0.0,
-                    "brightness": 0.0, "saturation": 1.0, "contrast": 1.0, "cutout": -10.0}
-        group_of = {"flip": "flip", "translate": "crop", "scale": "scale", "rotate": "rotate",
+                    "brightness": 0.0, "saturation": 1.0, "contrast": 1.0, "cutout": -10.0,
+                    "zoom_shift": 0.0}
+        group_of = {"flip": "flip", "translate": "crop", "scale": "scale", "zoom_shift": "scale",
+                    "rotate": "rotate",
                     "brightness": "colour", "saturation": "colour", "contrast": "colour",
                     "cutout": "cutout"}
         out = {}
@@ -310,6 +374,8 @@ class ImageAugmentation:
             names.append("translate")
         if self.scale:
             names.append("scale")
+            if self.style == "augmax":
+                names.append("zoom_shift")
         if self.rotate:
             names.append("rotate")
         if self.colour:
@@ -322,6 +388,14 @@ class ImageAugmentation:
         dtype = x.dtype
         n, _, _, c = x.shape
         x = x + params["brightness"].astype(dtype).reshape(n, 1, 1, 1)
+        if self.style == "augmax":
+            # augmax's order: contrast about the image mean, then saturation.
+            mean = jnp.mean(x, axis=(1, 2, 3), keepdims=True)
+            x = mean + (x - mean) * params["contrast"].astype(dtype).reshape(n, 1, 1, 1)
+            if c > 1:
+                mean = jnp.mean(x, axis=-1, keepdims=True)
+                x = mean + (x - mean) * params["saturation"].astype(dtype).reshape(n, 1, 1, 1)
+            return x
         if c > 1:
             # With one channel the channel mean is the pixel itself: saturation is the identity.
             mean = jnp.mean(x, axis=-1, keepdims=True)
@@ -351,25 +425,42 @@ class ImageAugmentation:
             a, b, e, d = cos * a, -sin * d, sin * a, cos * d
         ty = jnp.zeros((n,), dtype)
         tx = jnp.zeros((n,), dtype)
-        if self.crop:
+        if self.crop and self.style == "augmax":
+            # A continuous shift within crop_ratio of the side, bilinear.
+            t = params["translate"].astype(dtype)
+            ty = (2.0 * t[:, 0] - 1.0) * self.crop_ratio * h
+            tx = (2.0 * t[:, 1] - 1.0) * self.crop_ratio * w
+        elif self.crop:
             # Whole-pixel shifts, as a random crop of a zero-padded image: no interpolation blur.
             max_dy, max_dx = round(self.crop_ratio * h), round(self.crop_ratio * w)
             t = params["translate"].astype(dtype)
             ty = jnp.clip(jnp.floor(t[:, 0] * (2 * max_dy + 1)), 0, 2 * max_dy) - max_dy
             tx = jnp.clip(jnp.floor(t[:, 1] * (2 * max_dx + 1)), 0, 2 * max_dx) - max_dx
+        if self.scale and self.style == "augmax":
+            # The zoom's centre moves within the overhang |size (zoom - 1)| / 2, in source pixels.
+            inv = params["scale"][:, 0].astype(dtype)
+            shift = params["zoom_shift"].astype(dtype)
+            ty = ty + shift[:, 0] * jnp.abs(h * (1.0 - inv)) / 2.0
+            tx = tx + shift[:, 1] * jnp.abs(w * (1.0 - inv)) / 2.0
         bc = lambda z: z.reshape(n, 1, 1)  # noqa: E731
         src_x = bc(a) * u + bc(b) * v + bc(tx) + cx
         src_y = bc(e) * u + bc(d) * v + bc(ty) + cy
-        return _bilinear(x, src_y, src_x)
+        return _bilinear(x, src_y, src_x, edge=self.style == "augmax")
 
     def _cutout(self, params, x):
         n, h, w, _ = x.shape
-        size_h = int(self.cutout_ratio * h + 0.5)
-        size_w = int(self.cutout_ratio * w + 0.5)
         centre = params["cutout"]
-        # Integer top-left corners: the square's centre is uniform over the image.
-        top = jnp.floor(centre[:, 0] * h).astype(jnp.int32) - size_h // 2
-        left = jnp.floor(centre[:, 1] * w).astype(jnp.int32) - size_w // 2
+        if self.style == "augmax":
+            # A square of side floor(ratio * size), entirely inside the image.
+            size_h, size_w = int(self.cutout_ratio * h), int(self.cutout_ratio * w)
+            top = jnp.floor(centre[:, 0] * (h - size_h + 1)).astype(jnp.int32)
+            left = jnp.floor(centre[:, 1] * (w - size_w + 1)).astype(jnp.int32)
+        else:
+            size_h = int(self.cutout_ratio * h + 0.5)
+            size_w = int(self.cutout_ratio * w + 0.5)
+            # Integer top-left corners: the square's centre is uniform over the image.
+            top = jnp.floor(centre[:, 0] * h).astype(jnp.int32) - size_h // 2
+            left = jnp.floor(centre[:, 1] * w).astype(jnp.int32) - size_w // 2
         rows = jnp.arange(h)[None, :]
         cols = jnp.arange(w)[None, :]
         in_rows = (rows >= top[:, None]) & (rows < top[:, None] + size_h)
@@ -395,8 +486,8 @@ def _uniform_jit(key, n):
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _params_jit(aug, u):
-    return aug._params(u)
+def _params_jit(aug, u, extra):
+    return aug._params(u, extra)
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -404,13 +495,16 @@ def _apply_jit(aug, params, images):
     return aug._apply(params, images)
 
 
-def _bilinear(images, src_y, src_x):
+def _bilinear(images, src_y, src_x, edge=False):
     """Bilinear sampling of ``images`` (n, H, W, C) at (n, H', W') source coordinates.
 
-    Points outside the image read zeros. The four neighbours of every output pixel are fetched
+    Points outside the image read zeros, or with ``edge`` the nearest edge pixel. The four neighbours of every output pixel are fetched
     with one batched gather, whose transpose (a scatter-add) carries the gradient to the pixels.
     """
     n, h, w, c = images.shape
+    if edge:
+        src_y = jnp.clip(src_y, 0, h - 1)
+        src_x = jnp.clip(src_x, 0, w - 1)
     y0 = jnp.floor(src_y)
     x0 = jnp.floor(src_x)
     wy1 = src_y - y0

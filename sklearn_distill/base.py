@@ -39,6 +39,7 @@ from sklearn.utils.validation import check_is_fitted
 from ._jax import library_prng
 from ._validation import (check_ipc, check_random_key, check_target, validate_input,
                           validate_training_data)
+from .protocols import PROTOCOL_NAMES, EvalProtocol
 
 __all__ = ["BaseDistiller", "DistillationResult", "WarmStart"]
 
@@ -123,8 +124,12 @@ class BaseDistiller(OneToOneFeatureMixin, BaseEstimator):
         "n_eval_models": [Interval(Integral, 1, None, closed="left")],
         "eval_steps": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
         "eval_model": [HasMethods(["init", "apply"]), None],
+        "eval_protocol": [StrOptions(set(PROTOCOL_NAMES)), EvalProtocol],
         "random_state": ["random_state"],
     }
+
+    # The evaluation protocol of ``score`` for subclasses without an ``eval_protocol`` parameter.
+    _default_eval_protocol = "library"
 
     # Whether ``_distill`` accepts ``warm_start=WarmStart(...)`` (see the module docstring).
     _supports_warm_start = False
@@ -221,9 +226,10 @@ class BaseDistiller(OneToOneFeatureMixin, BaseEstimator):
     def score(self, X, y):
         """Meta-test accuracy: train networks from scratch on the synthetic set, test on ``X, y``.
 
-        Trains ``n_eval_models`` networks (the evaluation protocol: no normalisation layers,
-        Adam with warm-up and cosine decay, augmentation, learned labels when present) and
-        returns their mean accuracy. Deterministic for a fixed ``random_state``.
+        Trains ``n_eval_models`` networks under the evaluation protocol ``eval_protocol``
+        (:func:`~sklearn_distill.get_protocol`; each method defaults to its paper's, learned labels
+        used when present) and returns their mean accuracy; ``eval_steps`` overrides the
+        protocol's number of steps. Deterministic for a fixed ``random_state``.
 
         Parameters
         ----------
@@ -254,7 +260,12 @@ class BaseDistiller(OneToOneFeatureMixin, BaseEstimator):
                          soft_labels=self.synthetic_y_soft_, loss=self._evaluation_loss,
                          n_models=n_models or self.n_eval_models, model=self._eval_model(),
                          n_steps=self.eval_steps, image_shape=self.image_shape,
-                         random_state=seed + 1, progress=progress)
+                         protocol=self._eval_protocol(), random_state=seed + 1,
+                         progress=progress)
+
+    def _eval_protocol(self):
+        """The evaluation protocol of ``score``: ``eval_protocol``, else the class default."""
+        return getattr(self, "eval_protocol", self._default_eval_protocol)
 
     def _eval_model(self):
         """The evaluation network: ``eval_model``, else the distillation ConvNet without norm."""

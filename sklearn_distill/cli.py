@@ -471,15 +471,19 @@ def main(argv=None):
 
     rows = [(f"distilled ({spec.name})", len(distiller.synthetic_X_),
              distiller.evaluate(X_test, y_test, progress=progress), distill_time)]
+    # Every row under the distiller's evaluation protocol and network, so that they compare.
+    protocol = distiller._eval_protocol()
     eval_model = ConvNet(width=s["width"], depth=s["depth"], norm="none")
     random_subset = RandomDistiller(ipc=args.ipc, n_eval_models=s["eval_models"],
                                     eval_steps=s["eval_steps"], eval_model=eval_model,
-                                    random_state=args.seed).fit(X_train, y_train)
+                                    eval_protocol=protocol, random_state=args.seed)
+    random_subset.fit(X_train, y_train)
     rows.append(("random real subset", len(random_subset.synthetic_X_),
                  random_subset.evaluate(X_test, y_test, progress=progress), None))
     if not args.no_full:
         full = evaluate(X_train, y_train, X_test, y_test, n_models=s["eval_models"],
-                        model=eval_model, n_steps=s["full_steps"], random_state=args.seed,
+                        model=eval_model, n_steps=s["full_steps"], protocol=protocol,
+                        random_state=args.seed,
                         progress=progress)
         rows.append(("full training data", len(X_train), full, None))
 

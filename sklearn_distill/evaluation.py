@@ -12,6 +12,7 @@ under ``jax.vmap``, so evaluating five models costs one compilation and one disp
 five separate fits.
 """
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from numbers import Integral, Real
@@ -26,6 +27,7 @@ from ._jax import library_prng
 from ._trainer import predict_networks, train_networks
 from ._validation import (check_random_key, validate_input, validate_training_data)
 from .networks import default_network, with_num_classes
+from .protocols import EvalProtocol, PROTOCOL_NAMES, get_protocol, library_steps
 
 __all__ = ["NeuralNetClassifier", "DistilledClassifier", "EvaluationResult", "evaluate",
            "train_networks", "predict_networks", "default_eval_model", "default_eval_steps"]
@@ -35,36 +37,48 @@ __all__ = ["NeuralNetClassifier", "DistilledClassifier", "EvaluationResult", "ev
 # Defaults of the protocol
 # --------------------------------------------------------------------------------------------
 
-def default_eval_model(sample_shape):
-    """The evaluation network for samples of this shape: ConvNet without norm, or an MLP."""
-    return default_network(sample_shape)
+def default_eval_model(sample_shape, protocol="library"):
+    """The evaluation network for samples of this shape under ``protocol``, or an MLP for rows.
+
+    ``"library"``: ConvNet without normalisation, width 128; ``"frepo"`` and ``"rcig"``: the same
+    with the width doubled per block (their ``Conv``); ``"ratbptt"`` and ``"dc"``: instance norm
+    and PyTorch's initialisation (their ``ConvNet``). Depth 3, or 4 from 64 pixels
+    (:func:`~sklearn_distill.networks.default_network`).
+    """
+    name = get_protocol(protocol).name
+    if len(sample_shape) == 1 or name == "library":
+        return default_network(sample_shape)
+    if name in ("frepo", "rcig"):
+        return default_network(sample_shape, width_doubling=True)
+    return default_network(sample_shape, norm="instance").clone(weight_init="pytorch")
 
 
 def default_eval_steps(n_train):
-    """Training steps used by the protocol for a training set of ``n_train`` rows.
+    """Training steps of the ``"library"`` protocol for a training set of ``n_train`` rows.
 
-    FRePo's evaluation budget: 1000 steps up to 10 rows (ipc 1 on ten classes), 2000 up to 100,
-    5000 up to 500, 10000 beyond (their script trains longer still for larger sets).
+    1000 steps up to 10 rows (ipc 1 on ten classes), 2000 up to 100, 5000 up to 500, 10000
+    beyond (``sklearn_distill.protocols.library_steps``; the named protocols have their own
+    tables, :meth:`~sklearn_distill.EvalProtocol.n_steps`).
 
     Examples
     --------
     >>> default_eval_steps(10), default_eval_steps(100), default_eval_steps(500)
     (1000, 2000, 5000)
     """
-    for limit, steps in ((10, 1000), (100, 2000), (500, 5000)):
-        if n_train <= limit:
-            return steps
-    return 10000
+    return library_steps(n_train)
 
 
-def resolve_augmentation(augment, sample_shape):
-    """Turn the ``augment`` parameter into an augmentation callable or ``None``."""
+def resolve_augmentation(augment, sample_shape, protocol="library"):
+    """Turn the ``augment`` parameter into an augmentation callable or ``None``.
+
+    ``"auto"`` is the protocol's augmentation (:meth:`EvalProtocol.image_augmentation`).
+    """
     if augment is None or augment == "none" or len(sample_shape) == 1:
         return None
     from .augment import ImageAugmentation
 
     if augment == "auto":
-        return ImageAugmentation.default_for(sample_shape[-1])
+        return get_protocol(protocol).image_augmentation(tuple(sample_shape))
     if isinstance(augment, ImageAugmentation):
         return augment
     raise ValueError(f"`augment` must be 'auto', 'none', None or an ImageAugmentation; got {augment!r}.")
@@ -74,6 +88,15 @@ def _targets(y_encoded, n_classes, soft_labels):
     if soft_labels is not None:
         return np.asarray(soft_labels, np.float32)
     return np.eye(n_classes, dtype=np.float32)[y_encoded]
+
+
+def _mirror(X, targets, protocol):
+    """Add the mirror images of RGB images when the protocol asks for them (RCIG)."""
+    if not protocol.mirror:
+        return X, targets, protocol
+    if X.ndim != 4 or X.shape[-1] != 3:
+        return X, targets, dataclasses.replace(protocol, mirror=False)
+    return (np.concatenate([X, X[:, :, ::-1]]), np.concatenate([targets, targets]), protocol)
 
 
 def _check_soft_labels(soft_labels, n_rows, n_classes):
@@ -95,11 +118,12 @@ def _check_soft_labels(soft_labels, n_rows, n_classes):
 _NET_CONSTRAINTS = {
     "model": [HasMethods(["init", "apply"]), None],
     "n_steps": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
-    "learning_rate": [Interval(Real, 0, None, closed="neither")],
-    "batch_size": [Interval(Integral, 1, None, closed="left")],
+    "learning_rate": [Interval(Real, 0, None, closed="neither"), None],
+    "batch_size": [Interval(Integral, 1, None, closed="left"), None],
     "loss": [StrOptions({"auto", "mse", "ce"})],
     "augment": [StrOptions({"auto", "none"}), HasMethods(["sample_params", "apply"]), None],
-    "weight_decay": [Interval(Real, 0, None, closed="left")],
+    "weight_decay": [Interval(Real, 0, None, closed="left"), None],
+    "protocol": [StrOptions(set(PROTOCOL_NAMES)), EvalProtocol],
     "image_shape": [tuple, list, None],
     "random_state": ["random_state"],
 }
@@ -108,26 +132,33 @@ _NET_CONSTRAINTS = {
 class NeuralNetClassifier(ClassifierMixin, BaseEstimator):
     """A network trained from scratch, as a scikit-learn classifier.
 
-    The evaluation protocol of dataset distillation as an estimator: Adam with linear warm-up and
-    cosine decay, MSE (for soft or learned labels) or cross-entropy (for hard labels), image
-    augmentation, and the last state kept.
+    An evaluation protocol of dataset distillation as an estimator (``protocol``; by default the
+    library's: Adam with linear warm-up and cosine decay, MSE for soft or learned labels,
+    cross-entropy for hard labels, image augmentation), the last state kept.
 
     Parameters
     ----------
     model : flax.linen.Module or None, default=None
-        The network, e.g. ``ConvNet(width=128, depth=3)``; ``None`` picks the protocol's default:
-        a ConvNet without normalisation for images, an MLP for tabular rows.
+        The network, e.g. ``ConvNet(width=128, depth=3)``; ``None`` picks the protocol's default
+        (:func:`default_eval_model`) for images, an MLP for tabular rows.
     n_steps : int or "auto", default="auto"
-        Optimisation steps; "auto" grows with the training-set size (:func:`default_eval_steps`).
-    learning_rate : float, default=1e-3
-    batch_size : int, default=256
-        Rows per step; smaller training sets are used whole.
+        Optimisation steps run; "auto": the protocol's step table for the training-set size
+        (:meth:`~sklearn_distill.EvalProtocol.n_steps`).
+    learning_rate : float or None, default=None
+        Peak learning rate; ``None``: the protocol's (1e-3 for ``"library"``).
+    batch_size : int or None, default=None
+        Rows per step (smaller training sets are used whole); ``None``: the protocol's (256 for
+        ``"library"``).
     loss : {"auto", "mse", "ce"}, default="auto"
-        "auto": MSE when ``soft_labels`` are given to ``fit``, cross-entropy otherwise.
+        "auto": the protocol's loss for learned labels when ``soft_labels`` are given to
+        ``fit``, for hard labels otherwise (``"library"``: MSE and cross-entropy).
     augment : "auto", "none", None or ImageAugmentation, default="auto"
-        "auto": the protocol's augmentation for images (flip for RGB only), none for rows.
-    weight_decay : float, default=0.0
-        Decoupled weight decay (AdamW) when positive.
+        "auto": the protocol's augmentation for images, none for rows.
+    weight_decay : float or None, default=None
+        Weight decay (decoupled, AdamW, for Adam); ``None``: the protocol's (0 for ``"library"``).
+    protocol : {"library", "frepo", "rcig", "ratbptt", "dc"} or EvalProtocol, default="library"
+        The evaluation protocol (:func:`~sklearn_distill.get_protocol`) that supplies every value
+        left to "auto" or ``None``.
     image_shape : tuple or None, default=None
         ``(H, W, C)`` of images given as 2-D rows.
     random_state : int, RandomState instance or None, default=None
@@ -155,8 +186,9 @@ class NeuralNetClassifier(ClassifierMixin, BaseEstimator):
 
     _parameter_constraints = dict(_NET_CONSTRAINTS)
 
-    def __init__(self, model=None, *, n_steps="auto", learning_rate=1e-3, batch_size=256, loss="auto",
-                 augment="auto", weight_decay=0.0, image_shape=None, random_state=None):
+    def __init__(self, model=None, *, n_steps="auto", learning_rate=None, batch_size=None, loss="auto",
+                 augment="auto", weight_decay=None, protocol="library", image_shape=None,
+                 random_state=None):
         self.model = model
         self.n_steps = n_steps
         self.learning_rate = learning_rate
@@ -164,8 +196,18 @@ class NeuralNetClassifier(ClassifierMixin, BaseEstimator):
         self.loss = loss
         self.augment = augment
         self.weight_decay = weight_decay
+        self.protocol = protocol
         self.image_shape = image_shape
         self.random_state = random_state
+
+    def _protocol(self):
+        """The protocol with this estimator's explicit overrides."""
+        protocol = get_protocol(self.protocol)
+        overrides = {name: value for name, value in (("learning_rate", self.learning_rate),
+                                                      ("batch_size", self.batch_size),
+                                                      ("weight_decay", self.weight_decay))
+                     if value is not None}
+        return dataclasses.replace(protocol, **overrides) if overrides else protocol
 
     def _fit_stacked(self, X, y, soft_labels, n_models, progress=None):
         """Validate, then train ``n_models`` networks; returns the stacked variables."""
@@ -173,17 +215,21 @@ class NeuralNetClassifier(ClassifierMixin, BaseEstimator):
         X, y_enc, classes, layout = validate_training_data(self, X, y, self.image_shape)
         self.classes_, self._layout = classes, layout
         soft = _check_soft_labels(soft_labels, len(y_enc), len(classes))
-        model = self.model if self.model is not None else default_eval_model(layout.sample_shape)
+        protocol = self._protocol()
+        model = (self.model if self.model is not None
+                 else default_eval_model(layout.sample_shape, protocol))
         self.model_ = with_num_classes(model, len(classes))
-        loss = self.loss if self.loss != "auto" else ("mse" if soft is not None else "ce")
-        n_steps = default_eval_steps(len(X)) if self.n_steps == "auto" else self.n_steps
+        loss = self.loss if self.loss != "auto" else protocol.loss(soft is not None)
+        augmentation = resolve_augmentation(self.augment, layout.sample_shape, protocol)
+        n_steps = (protocol.n_steps(len(X), augmentation is not None) if self.n_steps == "auto"
+                   else self.n_steps)
+        targets = _targets(y_enc, len(classes), soft)
+        X, targets, protocol = _mirror(X, targets, protocol)
         with library_prng():
             variables, losses = train_networks(
-                check_random_key(self.random_state), self.model_, X,
-                _targets(y_enc, len(classes), soft),
-                n_models=n_models, n_steps=n_steps, batch_size=self.batch_size, loss=loss,
-                augmentation=resolve_augmentation(self.augment, layout.sample_shape),
-                learning_rate=self.learning_rate, weight_decay=self.weight_decay, progress=progress)
+                check_random_key(self.random_state), self.model_, X, targets,
+                n_models=n_models, n_steps=n_steps, loss=loss, augmentation=augmentation,
+                progress=progress, protocol=protocol)
         losses = np.asarray(losses)
         if not np.all(np.isfinite(losses[:, -1])):
             raise FloatingPointError("Training diverged (non-finite loss); lower `learning_rate`.")
@@ -247,11 +293,14 @@ class EvaluationResult:
     fit_time : float
         Wall time (s) to train all networks, compilation included.
     n_steps : int
+    protocol : str
+        Name of the evaluation protocol.
     """
 
     scores: np.ndarray
     fit_time: float
     n_steps: int
+    protocol: str = "library"
 
     @property
     def mean(self):
@@ -266,8 +315,9 @@ class EvaluationResult:
 
 
 def evaluate(X_train, y_train, X_test, y_test, *, soft_labels=None, n_models=5, model=None,
-             n_steps="auto", learning_rate=1e-3, batch_size=256, loss="auto", augment="auto",
-             weight_decay=0.0, image_shape=None, random_state=None, progress=None):
+             n_steps="auto", learning_rate=None, batch_size=None, loss="auto", augment="auto",
+             weight_decay=None, protocol="library", image_shape=None, random_state=None,
+             progress=None):
     """Train ``n_models`` networks from scratch on ``(X_train, y_train)``; test them on ``X_test``.
 
     The networks are trained together (vectorised) and scored on the same test data, which must
@@ -282,8 +332,10 @@ def evaluate(X_train, y_train, X_test, y_test, *, soft_labels=None, n_models=5, 
     soft_labels : array-like of shape (n_train, n_classes), default=None
         Learned labels to regress (MSE) instead of one-hot targets.
     n_models : int, default=5
-    model, n_steps, learning_rate, batch_size, loss, augment, weight_decay, image_shape :
-        As for :class:`NeuralNetClassifier`.
+    model, n_steps, learning_rate, batch_size, loss, augment, weight_decay, protocol, image_shape :
+        As for :class:`NeuralNetClassifier`; ``protocol`` names the evaluation protocol
+        (``"library"``, ``"frepo"``, ``"rcig"``, ``"ratbptt"``, ``"dc"``) whose values fill
+        every parameter left to "auto" or ``None``.
     random_state : int, RandomState instance or None
     progress : str or None
         Description of a progress bar over the training steps; ``None`` shows none.
@@ -306,13 +358,14 @@ def evaluate(X_train, y_train, X_test, y_test, *, soft_labels=None, n_models=5, 
     return _evaluate(X_train, y_train, X_test, y_test, soft_labels=soft_labels, n_models=n_models,
                      model=model, n_steps=n_steps, learning_rate=learning_rate,
                      batch_size=batch_size, loss=loss, augment=augment, weight_decay=weight_decay,
-                     image_shape=image_shape, random_state=random_state, progress=progress)
+                     protocol=protocol, image_shape=image_shape, random_state=random_state,
+                     progress=progress)
 
 
 def _evaluate(X_train, y_train, X_test, y_test, *, soft_labels=None, n_models=5, model=None,
-              n_steps="auto", learning_rate=1e-3, batch_size=256, loss="auto", augment="auto",
-              weight_decay=0.0, image_shape=None, random_state=None, progress=None,
-              test_validated=False):
+              n_steps="auto", learning_rate=None, batch_size=None, loss="auto", augment="auto",
+              weight_decay=None, protocol="library", image_shape=None, random_state=None,
+              progress=None, test_validated=False):
     """:func:`evaluate`; ``test_validated``: ``X_test`` is already checked, in the internal layout.
 
     A fitted distiller's ``score`` validates its test data against its own fit and passes it on
@@ -322,8 +375,8 @@ def _evaluate(X_train, y_train, X_test, y_test, *, soft_labels=None, n_models=5,
         raise ValueError(f"`n_models` must be a positive integer; got {n_models!r}.")
     clf = NeuralNetClassifier(model, n_steps=n_steps, learning_rate=learning_rate,
                               batch_size=batch_size, loss=loss, augment=augment,
-                              weight_decay=weight_decay, image_shape=image_shape,
-                              random_state=random_state)
+                              weight_decay=weight_decay, protocol=protocol,
+                              image_shape=image_shape, random_state=random_state)
     start = time.perf_counter()
     variables, losses = clf._fit_stacked(X_train, y_train, soft_labels, n_models, progress=progress)
     fit_time = time.perf_counter() - start
@@ -333,7 +386,8 @@ def _evaluate(X_train, y_train, X_test, y_test, *, soft_labels=None, n_models=5,
     logits = predict_networks(clf.model_, variables, X_test)
     predictions = clf.classes_[np.argmax(logits, axis=2)]
     scores = np.mean(predictions == y_test[None, :], axis=1)
-    return EvaluationResult(scores=scores, fit_time=fit_time, n_steps=losses.shape[1])
+    return EvaluationResult(scores=scores, fit_time=fit_time, n_steps=losses.shape[1],
+                            protocol=get_protocol(clf.protocol).name)
 
 
 class DistilledClassifier(ClassifierMixin, BaseEstimator):

@@ -17,6 +17,7 @@ kernel methods such as FRePo regress on). With ``norm="batch"`` and ``train=True
 
 import dataclasses
 import math
+from numbers import Real
 from typing import Optional, Sequence
 
 import flax.linen as nn
@@ -29,6 +30,7 @@ __all__ = ["ConvNet", "MLP", "ResNet18", "VGG11", "init_variables", "has_batch_n
 _NORMS = ("none", "batch", "instance", "layer")
 _ACTIVATIONS = ("relu", "softplus")
 _INITS = ("lecun", "pytorch")
+_NORM_POSITIONS = ("after", "before")
 
 
 def _check_choice(name, value, choices):
@@ -93,6 +95,19 @@ class ConvNet(NetworkSpec, nn.Module):
     ``depth`` blocks of [3x3 convolution, normalisation, activation, 2x2 average pooling], then a
     linear classifier on the flattened features.
 
+    Two layouts of the normalisation are offered (``norm_position``):
+
+    * ``"after"`` (DC, DSA, MTT, RaT-BPTT and RCIG): after every convolution, before the
+      activation; the features are the pooled activations of the *normalised* last convolution.
+    * ``"before"`` (FRePo's ``Conv``, ``lib/models/networks.py`` of yongchao97/FRePo at commit
+      9b98c65): on the *input* of convolutions 2 to ``depth`` (after the previous block's
+      pooling) and nowhere after the last one, so the features, the pooled activations of the last
+      convolution, are not normalised.
+
+    The official FRePo and RCIG networks build batch norm with flax's ``momentum=0.1``
+    (``norm_momentum=0.1``): the running averages keep a tenth of their old value, so after an
+    online step they are close to the statistics of the last training batch.
+
     Parameters
     ----------
     width : int, default=128
@@ -110,6 +125,13 @@ class ConvNet(NetworkSpec, nn.Module):
         LeCun-normal weights and zero biases (JAX papers) or PyTorch's uniform defaults.
     num_classes : int or None
         Output size of the head; the estimators set it from the data.
+    norm_position : {"after", "before"}, default="after"
+        Where the normalisation sits: after every convolution, or on the input of convolutions
+        2 to ``depth`` only (FRePo's layout, see above). Irrelevant with ``norm="none"``.
+    norm_momentum : float, default=0.9
+        Batch norm's running-average decay in flax's convention, in ``[0, 1)``: each training
+        call sets ``running = momentum * running + (1 - momentum) * batch``. FRePo and RCIG
+        use 0.1. Only used with ``norm="batch"``.
 
     Examples
     --------
@@ -121,6 +143,13 @@ class ConvNet(NetworkSpec, nn.Module):
     (4, 10)
     >>> net.apply(variables, x, return_features=True).shape  # 8 channels on a 2x2 map
     (4, 32)
+
+    FRePo's layout: batch norm only on the input of the second convolution here.
+
+    >>> frepo = ConvNet(width=8, depth=2, norm="batch", norm_position="before",
+    ...                 norm_momentum=0.1, num_classes=10)
+    >>> sorted(frepo.init(jax.random.PRNGKey(0), x)["batch_stats"])
+    ['norm_1']
     """
 
     width: int = 128
@@ -131,18 +160,24 @@ class ConvNet(NetworkSpec, nn.Module):
     softplus_temperature: float = 60.0
     weight_init: str = "lecun"
     num_classes: Optional[int] = None
+    norm_position: str = "after"
+    norm_momentum: float = 0.9
 
     def __post_init__(self):
         _check_choice("norm", self.norm, _NORMS)
         _check_choice("activation", self.activation, _ACTIVATIONS)
         _check_choice("weight_init", self.weight_init, _INITS)
+        _check_choice("norm_position", self.norm_position, _NORM_POSITIONS)
         if int(self.width) < 1 or int(self.depth) < 1:
             raise ValueError(f"`width` and `depth` must be positive; got width={self.width}, "
                              f"depth={self.depth}.")
+        momentum = self.norm_momentum
+        if isinstance(momentum, bool) or not isinstance(momentum, Real) or not 0 <= momentum < 1:
+            raise ValueError(f"`norm_momentum` must be a number in [0, 1); got {momentum!r}.")
         super().__post_init__()
 
     def _norm(self, x, train, i):
-        return _normalize(self.norm, x, train, f"norm_{i}")
+        return _normalize(self.norm, x, train, f"norm_{i}", self.norm_momentum)
 
     @nn.compact
     def __call__(self, x, train=False, return_features=False):
@@ -154,9 +189,13 @@ class ConvNet(NetworkSpec, nn.Module):
             width = self.width * (2 ** i if self.width_doubling else 1)
             pad = _first_padding(x.shape[1], self.depth) if i == 0 else 1
             fan_in = 9 * channels
+            if self.norm_position == "before" and i > 0:
+                x = self._norm(x, train, i)
             x = nn.Conv(width, (3, 3), padding=pad, kernel_init=_kernel_init(self.weight_init),
                         bias_init=_bias_init(self.weight_init, fan_in), name=f"conv_{i}")(x)
-            x = act(self._norm(x, train, i))
+            if self.norm_position == "after":
+                x = self._norm(x, train, i)
+            x = act(x)
             if min(x.shape[1:3]) >= 2:
                 x = nn.avg_pool(x, (2, 2), strides=(2, 2))
             channels = width
@@ -211,14 +250,14 @@ class MLP(NetworkSpec, nn.Module):
         return _head(self.num_classes, self.weight_init, x)
 
 
-def _normalize(norm, x, train, name):
+def _normalize(norm, x, train, name, momentum=0.9):
     """The normalisation layer ``norm`` applied to NHWC ``x`` (identity for ``"none"``).
 
     Instance norm is skipped on a 1x1 map: its per-image statistics would be those of a single
     value, which sends every image to the same output.
     """
     if norm == "batch":
-        return nn.BatchNorm(use_running_average=not train, momentum=0.9, name=name)(x)
+        return nn.BatchNorm(use_running_average=not train, momentum=momentum, name=name)(x)
     if norm == "instance":
         if x.shape[1] * x.shape[2] == 1:
             return x
@@ -457,13 +496,15 @@ def init_variables(model, key, sample_shape):
 
 
 def default_network(sample_shape, *, norm="none", width_doubling=False, activation="relu",
-                    softplus_temperature=None):
+                    softplus_temperature=None, depth=None, norm_position=None,
+                    norm_momentum=None):
     """The field's default network for samples of ``sample_shape`` (no batch axis).
 
     Images: ``ConvNet(width=128, depth=3)``, depth 4 from 64 pixels on the shorter side (the
     depth the papers use for 64-pixel Tiny ImageNet); tabular rows: ``MLP(hidden_sizes=(256,
-    256))``. The keywords pick a method's variant: ``norm`` and ``width_doubling`` (ConvNet
-    only), ``activation`` and ``softplus_temperature`` (both; ``None`` keeps the default).
+    256))``. The keywords pick a method's variant: ``norm``, ``width_doubling``, ``depth``,
+    ``norm_position`` and ``norm_momentum`` (ConvNet only), ``activation`` and
+    ``softplus_temperature`` (both); ``None`` keeps the default.
 
     Examples
     --------
@@ -477,8 +518,13 @@ def default_network(sample_shape, *, norm="none", width_doubling=False, activati
         act["softplus_temperature"] = softplus_temperature
     if len(sample_shape) == 1:
         return MLP(hidden_sizes=(256, 256), **act)
-    depth = 4 if min(sample_shape[:2]) >= 64 else 3
+    if depth is None:
+        depth = 4 if min(sample_shape[:2]) >= 64 else 3
     conv = {"width_doubling": True} if width_doubling else {}
+    if norm_position is not None:
+        conv["norm_position"] = norm_position
+    if norm_momentum is not None:
+        conv["norm_momentum"] = norm_momentum
     return ConvNet(width=128, depth=depth, norm=norm, **conv, **act)
 
 

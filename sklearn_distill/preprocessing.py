@@ -89,7 +89,7 @@ class ZCAWhitening(_ShapePreservingTransformer):
 
     Each sample is flattened to :math:`x_i \in \mathbb{R}^d` and optionally standardised:
 
-    * ``standardize="image"`` (layer-norm-like, as KIP / RCIG): :math:`\tilde x_i = (x_i - m_i)
+    * ``standardize="image"`` (layer-norm-like, as KIP / RaT-BPTT): :math:`\tilde x_i = (x_i - m_i)
       / \sigma_i` with :math:`m_i, \sigma_i` the mean and standard deviation of the :math:`d`
       entries of :math:`x_i` (stateless, applied to every sample);
     * ``standardize="feature"``: :math:`\tilde x_{ij} = (x_{ij} - \mu_j) / s_j` with per-feature
@@ -122,11 +122,11 @@ class ZCAWhitening(_ShapePreservingTransformer):
     it has fewer samples than features; directions whose regularised eigenvalue is numerically zero
     (only possible with ``regularization=0``) are also left alone.
 
-    This is the FRePo recipe (mean-centred covariance, :math:`\lambda = 0.1\,
-    \operatorname{tr}\Sigma / d`, rank control), where the images are first standardised with
-    dataset-wide per-channel statistics; ``make_pipeline(ImageStandardizer("channel"),
-    ZCAWhitening(standardize=None))`` reproduces it. KIP / RCIG use the per-image standardisation
-    (``standardize="image"``, the default).
+    This is the FRePo recipe, which RCIG reuses unchanged (mean-centred covariance,
+    :math:`\lambda = 0.1\, \operatorname{tr}\Sigma / d`, rank control), where the images are first
+    standardised with dataset-wide per-channel statistics; ``make_pipeline(ImageStandardizer(
+    "channel"), ZCAWhitening(standardize=None))`` reproduces it. KIP and RaT-BPTT use the
+    per-image standardisation (``standardize="image"``, the default).
 
     Parameters
     ----------

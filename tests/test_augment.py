@@ -181,3 +181,56 @@ def test_invalid_inputs():
         aug.apply({}, np.zeros((2, 8, 8, 3), np.float32))
     with pytest.raises(ValueError, match="leading dimension"):
         aug.apply(aug.sample_params(jax.random.key(0), 4), np.zeros((2, 8, 8, 3), np.float32))
+
+
+# -- augmax style (FRePo, RCIG) and per-batch operation choice ---------------------------------
+
+_FREPO = dict(style="augmax", brightness=0.5, colour_log_range=0.25, scale_ratio=0.25,
+              cutout_ratio=0.25, flip=True)
+
+
+def test_augmax_parameter_ranges():
+    p = ImageAugmentation(mode="all", **_FREPO).sample_params(jax.random.key(0), 4000)
+    assert -0.25 <= float(p["brightness"].min()) < -0.24 and 0.24 < float(p["brightness"].max()) <= 0.25
+    for name in ("contrast", "saturation"):
+        log = np.log(np.asarray(p[name]))
+        # log-uniform in [e^-0.25, e^0.25]: uniform logarithm, mean 0
+        assert -0.25 <= log.min() < -0.24 and 0.24 < log.max() <= 0.25
+        assert abs(log.mean()) < 0.01
+    scale = np.asarray(p["scale"])
+    np.testing.assert_array_equal(scale[:, 0], scale[:, 1])  # one factor for both axes
+    log_zoom = -np.log(scale[:, 0])
+    assert np.log(0.8) <= log_zoom.min() < np.log(0.81) and np.log(1.24) < log_zoom.max() <= np.log(1.25)
+    assert abs(log_zoom.mean()) < 0.01
+
+
+def test_augmax_cutout_is_a_quarter_side_square_inside_the_image():
+    aug = ImageAugmentation(crop=False, scale=False, rotate=False, colour=False, cutout=True,
+                            style="augmax", cutout_ratio=0.25)
+    out = np.asarray(aug(jax.random.key(1), jnp.ones((64, 32, 32, 1))))
+    assert np.all((out == 0).sum(axis=(1, 2, 3)) == 64)  # 8 x 8, never clipped by the border
+
+
+def test_augmax_translation_is_continuous_and_repeats_edge_pixels():
+    aug = ImageAugmentation(crop=True, scale=False, rotate=False, colour=False, cutout=False,
+                            style="augmax")
+    p = aug.sample_params(jax.random.key(2), 256)
+    constant = jnp.full((256, 16, 16, 1), 3.0)
+    np.testing.assert_allclose(aug.apply(p, constant), 3.0, rtol=1e-6)  # edge fill, not zeros
+    x = jnp.broadcast_to(jnp.arange(16.0)[None, None, :, None], (256, 16, 16, 1))
+    shift = np.asarray(aug.apply(p, x))[:, 8, 8, 0] - 8.0  # a pixel far from the border
+    assert np.abs(shift).max() <= 2.0 + 1e-5  # 0.125 * 16
+    assert np.mean(np.abs(shift - np.round(shift)) > 1e-3) > 0.9  # not whole pixels
+
+
+@pytest.mark.parametrize("mode, shared", [("one_per_batch", True), ("one", False)])
+def test_operation_drawn_per_batch_or_per_image(mode, shared):
+    aug = ImageAugmentation(flip=True, crop=False, scale=False, rotate=True, colour=False,
+                            cutout=False, mode=mode)
+    per_batch = []
+    for seed in range(20):
+        p = aug.sample_params(jax.random.key(seed), 64)
+        rotated = np.asarray(p["rotate"]) != 0
+        assert not np.any(rotated & np.asarray(p["flip"]))  # one operation per image
+        per_batch.append(rotated.all() or not rotated.any())
+    assert all(per_batch) == shared

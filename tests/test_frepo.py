@@ -241,8 +241,9 @@ def test_beats_random_and_herding_on_digits():
     scaler = ImageStandardizer().fit(X_tr)
     X_tr, X_te = scaler.transform(X_tr), scaler.transform(X_te)
     model = ConvNet(width=16, depth=2, norm="batch")
+    # Every method under one protocol: the library's, whose short runs these margins assume.
     common = dict(n_eval_models=4, eval_steps=300, eval_model=model.clone(norm="none"),
-                  random_state=0)
+                  random_state=0, eval_protocol="library")
     for ipc, margin in ((1, 0.05), (10, 0.015)):
         frepo = FRePoDistiller(ipc=ipc, n_steps=300, batch_size=256, model=model,
                                learning_rate=1e-2, pool_size=4, max_online_steps=30,
@@ -251,3 +252,27 @@ def test_beats_random_and_herding_on_digits():
         rand = RandomDistiller(ipc=ipc, **common).fit(X_tr, y_tr).score(X_te, y_te)
         herd = HerdingDistiller(ipc=ipc, **common).fit(X_tr, y_tr).score(X_te, y_te)
         assert acc > max(rand, herd) + margin, (ipc, acc, rand, herd)
+
+
+def test_pool_member_lives_k_plus_one_online_updates():
+    # The official code replaces a member once its counter exceeds K (frepo.py:509-517).
+    import jax
+    import jax.numpy as jnp
+
+    from sklearn_distill._sharding import data_parallel
+    from sklearn_distill._training import centred_one_hot
+    from sklearn_distill.methods import frepo as F
+    from sklearn_distill.networks import with_num_classes
+
+    model = with_num_classes(MLP(hidden_sizes=(4,)), 2)
+    X = jnp.asarray(np.random.default_rng(0).normal(size=(16, 3)), jnp.float32)
+    Y = jnp.asarray(centred_one_hot(np.arange(16) % 2, 2))
+    state = F.init_state(X[:2], Y[:2], jax.random.PRNGKey(0), jax.random.PRNGKey(1), model, 1, 2)
+    config = F._Config(model=model, batch_size=8, learn_labels=True, flip=False,
+                       precision="highest", placement=data_parallel(None))
+    hyper = F.hyperparameters(10, 1e-2, 1e-6, 2, 1e-3)
+    counts = []
+    for _ in range(4):
+        state, _ = F._meta_step(state, X, Y, hyper, config)
+        counts.append(int(state["pool"].steps[0]))
+    assert counts == [1, 2, 3, 0]

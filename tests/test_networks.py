@@ -186,3 +186,58 @@ def test_cross_architecture_net_in_evaluate(digits_split):
                       model=ResNet18(width=4, norm="batch"), n_steps=30, learning_rate=3e-3,
                       batch_size=64, augment="none", random_state=0)
     assert result.scores.shape == (2,) and result.mean > 0.2
+
+
+def test_convnet_norm_before_layout_matches_frepo():
+    # FRePo's layout: batch norm on the input of convolutions 2..d, none after the last one, so
+    # the features are the pooled ReLU of the last convolution, not normalised.
+    net = with_num_classes(ConvNet(width=3, depth=2, norm="batch", norm_position="before"), 4)
+    x = jax.random.normal(jax.random.PRNGKey(1), (2, 8, 8, 1))
+    variables = net.init(jax.random.PRNGKey(0), x)
+    assert sorted(variables["batch_stats"]) == ["norm_1"]
+    assert variables["params"]["norm_1"]["scale"].shape == (3,)  # the input channels of conv_1
+    params = variables["params"]
+
+    def conv(name, h, pad):
+        return jax.lax.conv_general_dilated(h, params[name]["kernel"], (1, 1), [(pad, pad)] * 2,
+                                            dimension_numbers=("NHWC", "HWIO", "NHWC")) \
+            + params[name]["bias"]
+
+    def pool(h):
+        return jax.lax.reduce_window(h, 0.0, jax.lax.add, (1, 2, 2, 1), (1, 2, 2, 1), "VALID") / 4
+
+    h = pool(jax.nn.relu(conv("conv_0", x, 1)))
+    h = h / jnp.sqrt(1.0 + 1e-5)  # the fresh running statistics: mean 0, variance 1
+    expected = pool(jax.nn.relu(conv("conv_1", h, 1))).reshape(2, -1)
+    features = net.apply(variables, x, return_features=True)
+    np.testing.assert_allclose(features, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_convnet_norm_momentum_sets_running_average_decay():
+    x = jax.random.normal(jax.random.PRNGKey(1), (6, 8, 8, 1)) + 1.0
+    means = {}
+    for momentum in (0.1, 0.9):
+        net = with_num_classes(ConvNet(width=2, depth=1, norm="batch", norm_momentum=momentum), 2)
+        variables = net.init(jax.random.PRNGKey(0), x)
+        _, updates = net.apply(variables, x, train=True, mutable=["batch_stats"])
+        means[momentum] = np.asarray(updates["batch_stats"]["norm_0"]["mean"])
+    # running = momentum * 0 + (1 - momentum) * batch mean
+    np.testing.assert_allclose(means[0.1], 9 * means[0.9], rtol=1e-5)
+    with pytest.raises(ValueError, match="norm_momentum"):
+        ConvNet(norm_momentum=1.0)
+    with pytest.raises(ValueError, match="norm_position"):
+        ConvNet(norm_position="middle")
+
+
+def test_frepo_and_rcig_default_networks_follow_official_layouts():
+    from sklearn_distill import FRePoDistiller, RCIGDistiller
+
+    frepo = FRePoDistiller()._distill_model((32, 32, 3))
+    assert (frepo.norm, frepo.norm_position, frepo.norm_momentum) == ("batch", "before", 0.1)
+    rcig = RCIGDistiller()._distill_model((32, 32, 3))
+    assert (rcig.norm, rcig.norm_position, rcig.norm_momentum) == ("none", "after", 0.1)
+    # RCIG's configurations: softplus at depth 3 only; depth 4 at 64 px, 5 at 128 px, with ReLU
+    assert (rcig.depth, rcig.activation) == (3, "softplus")
+    for size, depth in ((64, 4), (128, 5)):
+        net = RCIGDistiller()._distill_model((size, size, 3))
+        assert (net.depth, net.activation) == (depth, "relu")

@@ -284,8 +284,9 @@ def test_beats_random_and_herding_on_digits():
     X_tr, X_te, y_tr, y_te = train_test_split(X, y, test_size=0.4, stratify=y, random_state=0)
     scaler = ImageStandardizer().fit(X_tr)
     X_tr, X_te = scaler.transform(X_tr), scaler.transform(X_te)
+    # Every method under one protocol: the library's, whose short runs these margins assume.
     common = dict(n_eval_models=4, eval_steps=300, eval_model=ConvNet(width=16, depth=2),
-                  random_state=0)
+                  random_state=0, eval_protocol="library")
     for ipc, n_steps, margin in ((1, 100, 0.05), (10, 50, 0.015)):
         rcig = RCIGDistiller(ipc=ipc, n_steps=n_steps, batch_size=256, learning_rate=1e-2,
                              model=ConvNet(width=16, depth=2, activation="softplus"),
@@ -296,3 +297,20 @@ def test_beats_random_and_herding_on_digits():
         rand = RandomDistiller(ipc=ipc, **common).fit(X_tr, y_tr).score(X_te, y_te)
         herd = HerdingDistiller(ipc=ipc, **common).fit(X_tr, y_tr).score(X_te, y_te)
         assert acc > max(rand, herd) + margin, (ipc, acc, rand, herd)
+
+
+def test_rate_search_keeps_084_of_the_first_failing_rate(monkeypatch):
+    # The official search grows the rate after every probe, the failing one included, then
+    # multiplies by 0.7 (distill_dataset.py:220-240).
+    probes = []
+
+    def fake_probe(state, X_real, Y_real, inner_lr, hinv_lr, hyper, config):
+        probes.append(float(inner_lr))
+        return (1 if len(probes) < 4 else -1), 1
+
+    monkeypatch.setattr(R, "_probe", fake_probe)
+    config = type("C", (), {"n_inner": 5, "n_hinv": 5, "hinv_solver": "adam"})()
+    inner, _ = R.tune_learning_rates(None, None, None, None, config, hinv_lr=1e-3)
+    first_failing = R._START_INNER_LR * 1.2 ** 3
+    np.testing.assert_allclose(probes[3], first_failing, rtol=1e-6)
+    np.testing.assert_allclose(inner, 0.84 * first_failing, rtol=1e-6)

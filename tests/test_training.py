@@ -154,6 +154,25 @@ def test_pool_reset_schedule():
         np.testing.assert_array_equal(a, b)
 
 
+def test_pool_rcig_rule_counters_from_zero_and_replacement_after_training():
+    # RCIG: every counter starts at 0; a member is replaced right after the training step that
+    # brings its counter to K, so none with K updates is ever drawn.
+    model = with_num_classes(MLP(hidden_sizes=(4,)), 2)
+    opt = _pool.pool_optimizer(1e-2)
+    K = 3
+    pool = _pool.init_pool(jax.random.PRNGKey(0), model, (3,), 2, K, opt, stagger=False)
+    assert pool.steps.tolist() == [0, 0]
+    X = jnp.asarray(np.random.default_rng(0).normal(size=(6, 3)), jnp.float32)
+    Y = jnp.asarray(centred_one_hot(np.arange(6) % 2, 2))
+    update = jax.jit(lambda p, k: _pool.online_update(
+        p, 0, k, X, Y, model=model, optimizer=opt, max_online_steps=K, replace="after_training"))
+    counts = []
+    for t in range(2 * K):
+        pool = update(pool, jax.random.PRNGKey(t))
+        counts.append(int(pool.steps[0]))
+    assert counts == [1, 2, 0, 1, 2, 0]
+
+
 def test_online_update_has_no_conditional_on_cpu_and_masks_skipped_steps():
     # XLA's CPU backend runs convolutions inside lax.cond many times slower, so on the CPU the
     # re-initialisation and the optional steps are computed and selected instead of branched.

@@ -145,6 +145,11 @@ class RandomDistiller(_CoresetDistiller):
         Training steps of each evaluation network.
     eval_model : flax.linen.Module or None, default=None
         Evaluation network; ``None`` uses the protocol default.
+    eval_protocol : str or EvalProtocol, default="library"
+        Evaluation protocol of :meth:`score`: "library", "frepo", "rcig", "ratbptt", "dc"
+        (:func:`~sklearn_distill.get_protocol`) or an :class:`~sklearn_distill.EvalProtocol`;
+        the default is the library's; pass a paper's name to compare a coreset with that
+        paper's published baselines.
     n_jobs : int or None, default=None
         Classes selected in parallel through joblib.
     random_state : int, RandomState instance or None, default=None
@@ -166,12 +171,13 @@ class RandomDistiller(_CoresetDistiller):
     """
 
     def __init__(self, ipc=1, *, image_shape=None, n_eval_models=5, eval_steps="auto",
-                 eval_model=None, n_jobs=None, random_state=None):
+                 eval_model=None, eval_protocol="library", n_jobs=None, random_state=None):
         self.ipc = ipc
         self.image_shape = image_shape
         self.n_eval_models = n_eval_models
         self.eval_steps = eval_steps
         self.eval_model = eval_model
+        self.eval_protocol = eval_protocol
         self.n_jobs = n_jobs
         self.random_state = random_state
 
@@ -186,13 +192,14 @@ class _EmbeddingCoreset(_CoresetDistiller):
     }
 
     def __init__(self, ipc=1, *, embedding=None, image_shape=None, n_eval_models=5, eval_steps="auto",
-                 eval_model=None, n_jobs=None, random_state=None):
+                 eval_model=None, eval_protocol="library", n_jobs=None, random_state=None):
         self.ipc = ipc
         self.embedding = embedding
         self.image_shape = image_shape
         self.n_eval_models = n_eval_models
         self.eval_steps = eval_steps
         self.eval_model = eval_model
+        self.eval_protocol = eval_protocol
         self.n_jobs = n_jobs
         self.random_state = random_state
 
@@ -230,6 +237,11 @@ class HerdingDistiller(_EmbeddingCoreset):
     n_eval_models : int, default=5
     eval_steps : int or "auto", default="auto"
     eval_model : flax.linen.Module or None, default=None
+    eval_protocol : str or EvalProtocol, default="library"
+        Evaluation protocol of :meth:`score`: "library", "frepo", "rcig", "ratbptt", "dc"
+        (:func:`~sklearn_distill.get_protocol`) or an :class:`~sklearn_distill.EvalProtocol`;
+        the default is the library's; pass a paper's name to compare a coreset with that
+        paper's published baselines.
     n_jobs : int or None, default=None
     random_state : int, RandomState instance or None, default=None
         Only seeds :meth:`score`; the selection itself is deterministic.
@@ -270,6 +282,11 @@ class KCenterDistiller(_EmbeddingCoreset):
     n_eval_models : int, default=5
     eval_steps : int or "auto", default="auto"
     eval_model : flax.linen.Module or None, default=None
+    eval_protocol : str or EvalProtocol, default="library"
+        Evaluation protocol of :meth:`score`: "library", "frepo", "rcig", "ratbptt", "dc"
+        (:func:`~sklearn_distill.get_protocol`) or an :class:`~sklearn_distill.EvalProtocol`;
+        the default is the library's; pass a paper's name to compare a coreset with that
+        paper's published baselines.
     n_jobs : int or None, default=None
     random_state : int, RandomState instance or None, default=None
         Only seeds :meth:`score`.

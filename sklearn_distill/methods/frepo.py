@@ -145,7 +145,8 @@ def _meta_step_impl(state, X_real, Y_real, hyper, config):
     pool = _pool.online_update(
         state["pool"], index, online_key, new["x"], new["y"], model=config.model,
         optimizer=_pool.pool_optimizer(hyper["online_learning_rate"]),
-        max_online_steps=hyper["max_online_steps"],
+        # The official code replaces a member once its counter *exceeds* K: K + 1 updates a life.
+        max_online_steps=hyper["max_online_steps"] + 1,
         batch_size=_ONLINE_BATCH if n_syn > _ONLINE_BATCH else None, keep=ok)
     state = {"x": new["x"], "y": new["y"], "opt": opt_state, "pool": pool,
              "key": jnp.where(ok, key, state["key"]), "ok": ok}
@@ -213,12 +214,14 @@ class FRePoDistiller(GradientDistiller):
         per-feature mean and deviation, or real rows plus 0.1 of that noise.
     model : flax.linen.Module or None, default=None
         The network whose features define the kernel (its ``num_classes`` is set from the data).
-        ``None``: ``ConvNet(width=128, depth=3, norm="batch", width_doubling=True)`` for images
-        (depth 4 from 64 pixels), ``MLP(hidden_sizes=(256, 256))`` for tabular rows.
+        ``None``: FRePo's official layout, ``ConvNet(width=128, depth=3, norm="batch",
+        width_doubling=True, norm_position="before", norm_momentum=0.1)`` for images (depth 4
+        from 64 pixels), ``MLP(hidden_sizes=(256, 256))`` for tabular rows.
     pool_size : int, default=10
         Networks in the model pool (:math:`m`).
     max_online_steps : int, default=100
-        Online updates after which a pool member is re-initialised (:math:`K`).
+        A pool member is re-initialised once it has taken more than :math:`K` online updates
+        (:math:`K + 1` per life, as in the official code).
     online_learning_rate : float, default=3e-4
         Adam learning rate of the pool members' online training.
     ridge : float, default=1e-6
@@ -234,6 +237,10 @@ class FRePoDistiller(GradientDistiller):
         Training steps of each evaluation network.
     eval_model : flax.linen.Module or None, default=None
         Evaluation network; ``None``: ``model`` without normalisation layers (the protocol).
+    eval_protocol : str or EvalProtocol, default="frepo"
+        Evaluation protocol of :meth:`score`: "library", "frepo", "rcig", "ratbptt", "dc"
+        (:func:`~sklearn_distill.get_protocol`) or an :class:`~sklearn_distill.EvalProtocol`;
+        the default is FRePo's own evaluation (``script/eval.py``).
     checkpoint : str, path-like or None, default=None
         File to save the full state to (synthetic set, labels, optimiser states, model pool, step,
         PRNG key; an ``.npz`` without pickle). When the file exists, ``fit`` resumes from it if it
@@ -301,6 +308,7 @@ class FRePoDistiller(GradientDistiller):
                  learn_labels=True, flip="auto", init="real", model=None, pool_size=10,
                  max_online_steps=100, online_learning_rate=3e-4, ridge=1e-6, precision="highest",
                  image_shape=None, n_eval_models=5, eval_steps="auto", eval_model=None,
+                 eval_protocol="frepo",
                  checkpoint=None, checkpoint_every=1000, log_every=100, devices=None, verbose=0,
                  random_state=None):
         self.ipc = ipc
@@ -320,6 +328,7 @@ class FRePoDistiller(GradientDistiller):
         self.n_eval_models = n_eval_models
         self.eval_steps = eval_steps
         self.eval_model = eval_model
+        self.eval_protocol = eval_protocol
         self.checkpoint = checkpoint
         self.checkpoint_every = checkpoint_every
         self.log_every = log_every
@@ -334,7 +343,9 @@ class FRePoDistiller(GradientDistiller):
     _resolved_parameters = ("flip",)
 
     def _default_model(self, sample_shape):
-        return default_network(sample_shape, norm="batch", width_doubling=True)
+        # The official layout: batch norm on the input of convolutions 2..d, momentum 0.1.
+        return default_network(sample_shape, norm="batch", width_doubling=True,
+                               norm_position="before", norm_momentum=0.1)
 
     def _initial_labels(self, y, n_classes):
         return init_labels(y, n_classes)

@@ -71,8 +71,8 @@ GRADIENT_PARAMETER_CONSTRAINTS = {
 # Parameters that never change the synthetic set a fit computes, so a checkpoint written with
 # other values of them resumes (the network enters the configuration resolved, as its repr).
 _NEUTRAL = frozenset({"checkpoint", "checkpoint_every", "log_every", "verbose", "n_eval_models",
-                      "eval_steps", "eval_model", "model", "random_state", "image_shape",
-                      "devices"})
+                      "eval_steps", "eval_model", "eval_protocol", "model", "random_state",
+                      "image_shape", "devices"})
 
 
 class SyntheticInit(NamedTuple):

@@ -252,6 +252,10 @@ class KRRDistiller(BaseDistiller):
     eval_steps : int or "auto", default="auto"
     eval_model : flax.linen.Module or None, default=None
         Evaluation network; ``None``: ``model`` without normalisation (the protocol's ConvNet).
+    eval_protocol : str or EvalProtocol, default="library"
+        Evaluation protocol of :meth:`score`: "library", "frepo", "rcig", "ratbptt", "dc"
+        (:func:`~sklearn_distill.get_protocol`) or an :class:`~sklearn_distill.EvalProtocol`;
+        the default is the library's (KRR has no evaluation code of its own to follow).
     log_every : int, default=100
         Steps between reads of the loss (``history_``, progress bar, divergence check).
     devices : int, list of jax.Device or None, default=None
@@ -306,6 +310,7 @@ class KRRDistiller(BaseDistiller):
     def __init__(self, ipc=1, *, n_steps=1000, n_networks=None, learning_rate=0.01, batch_size=1024,
                  learn_labels=True, init="real", model=None, ridge=1e-6, precision="highest",
                  image_shape=None, n_eval_models=5, eval_steps="auto", eval_model=None,
+                 eval_protocol="library",
                  log_every=100, devices=None, verbose=0, random_state=None):
         self.ipc = ipc
         self.n_steps = n_steps
@@ -321,6 +326,7 @@ class KRRDistiller(BaseDistiller):
         self.n_eval_models = n_eval_models
         self.eval_steps = eval_steps
         self.eval_model = eval_model
+        self.eval_protocol = eval_protocol
         self.log_every = log_every
         self.devices = devices
         self.verbose = verbose

@@ -529,6 +529,10 @@ class RaTBPTTDistiller(GradientDistiller):
         Evaluation network; ``None``: ``model`` without normalisation layers (the project's
         protocol; the paper evaluates with the instance-norm network itself, pass it here to
         reproduce that).
+    eval_protocol : str or EvalProtocol, default="ratbptt"
+        Evaluation protocol of :meth:`score`: "library", "frepo", "rcig", "ratbptt", "dc"
+        (:func:`~sklearn_distill.get_protocol`) or an :class:`~sklearn_distill.EvalProtocol`;
+        the default is RaT-BPTT's own evaluation (its ``test``).
     checkpoint : str, path-like or None, default=None
         File to save the full state to (synthetic set, labels, optimiser state, step, PRNG key,
         hardness weights); ``fit`` resumes from it when it was written with the same parameters
@@ -604,6 +608,7 @@ class RaTBPTTDistiller(GradientDistiller):
                  prefix_loop="auto", real_chunk_size=1024, hardness_sampling=False, hardness_models=4,
                  hardness_every=200, image_shape=None, n_eval_models=5, eval_steps="auto",
                  eval_model=None, checkpoint=None, checkpoint_every=500, log_every=50, devices=None,
+                 eval_protocol="ratbptt",
                  verbose=0, random_state=None):
         self.ipc = ipc
         self.n_steps = n_steps
@@ -628,6 +633,7 @@ class RaTBPTTDistiller(GradientDistiller):
         self.n_eval_models = n_eval_models
         self.eval_steps = eval_steps
         self.eval_model = eval_model
+        self.eval_protocol = eval_protocol
         self.checkpoint = checkpoint
         self.checkpoint_every = checkpoint_every
         self.log_every = log_every

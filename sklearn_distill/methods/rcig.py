@@ -393,7 +393,8 @@ def _meta_step_impl(state, X_real, Y_real, hyper, config):
         pool, index, online_key, x_pool, y_pool, model=config.model,
         optimizer=_pool.pool_optimizer(hyper["online_learning_rate"]),
         max_online_steps=hyper["max_online_steps"], keep=ok, n_steps=n_online,
-        max_steps=config.online_steps if config.unroll else None, branch_free=config.branch_free)
+        max_steps=config.online_steps if config.unroll else None, branch_free=config.branch_free,
+        replace="after_training")
 
     # Learning-rate bookkeeping of the inner and Hessian-inverse solves.
     step = state["step"] + ok.astype(jnp.int32)
@@ -432,16 +433,19 @@ def _probe(state, X_real, Y_real, inner_lr, hinv_lr, hyper, config):
 def tune_learning_rates(state, X_real, Y_real, hyper, config, inner_lr=None, hinv_lr=None):
     """RCIG's start-up search for the inner and Hessian-inverse learning rates.
 
-    Each rate given as ``None`` starts small and grows by 1.2 while one probe meta-step still
-    decreases its loss monotonically, then backs off by 0.7 (the inner rate first, then the
-    Hessian-inverse rate with it).
+    Each rate given as ``None`` starts small and grows by 1.2 after every probe meta-step, up to
+    and including the first whose loss does not decrease monotonically, then backs off by 0.7:
+    the rate kept is 0.84 times the first failing one (``distill_dataset.py:220-240`` of
+    yolky/RCIG at a9fb1fa). The inner rate is searched first, then the Hessian-inverse rate
+    with it.
     """
     def grow(rate, which, other):
         for _ in range(_MAX_PROBES):
             args = (rate, other) if which == 0 else (other, rate)
-            if int(_probe(state, X_real, Y_real, *map(jnp.float32, args), hyper, config)[which]) != 1:
-                break
+            stable = int(_probe(state, X_real, Y_real, *map(jnp.float32, args), hyper, config)[which])
             rate *= _GROW
+            if stable != 1:
+                break
         return rate * _BACK_OFF
 
     if inner_lr is None:
@@ -499,9 +503,11 @@ class RCIGDistiller(GradientDistiller):
         Add mirrored copies of the synthetic images (``"auto"``: for RGB images only).
     init : {"real", "noise", "real+noise"}, default="real"
     model : flax.linen.Module or None, default=None
-        The distillation network. ``None``: ``ConvNet(width=128, depth=3, norm="none",
-        width_doubling=True, activation="softplus", softplus_temperature=60)`` (depth 4 from
-        64 pixels), or a softplus ``MLP(hidden_sizes=(256, 256))`` for tabular rows.
+        The distillation network. ``None``: RCIG's official layout, ``ConvNet(width=128,
+        depth=3, norm="none", width_doubling=True, activation="softplus",
+        softplus_temperature=60, norm_momentum=0.1)`` below 64 pixels; depth 4 from 64 and 5
+        from 128 pixels, there with ReLU, as the official configurations (the momentum matters
+        once ``norm="batch"``); a softplus ``MLP(hidden_sizes=(256, 256))`` for tabular rows.
     pool_size : int, default=30
     max_online_steps : int, default=100
         Online training steps after which a pool member is re-initialised.
@@ -530,6 +536,10 @@ class RCIGDistiller(GradientDistiller):
     precision : {"highest", "high", "default"}, default="highest"
     image_shape, n_eval_models, eval_steps, eval_model :
         As for :class:`~sklearn_distill.FRePoDistiller`.
+    eval_protocol : str or EvalProtocol, default="rcig"
+        Evaluation protocol of :meth:`score`: "library", "frepo", "rcig", "ratbptt", "dc"
+        (:func:`~sklearn_distill.get_protocol`) or an :class:`~sklearn_distill.EvalProtocol`;
+        the default is RCIG's own evaluation (``eval.py``, without augmentation, as published).
     checkpoint, checkpoint_every, log_every, devices, verbose, random_state :
         As for :class:`~sklearn_distill.FRePoDistiller`.
 
@@ -587,6 +597,7 @@ class RCIGDistiller(GradientDistiller):
                  hinv_solver="adam", l2=5e-4, n_backward_subset=None, clip_implicit=True,
                  precision="highest", image_shape=None, n_eval_models=5, eval_steps="auto",
                  eval_model=None, checkpoint=None, checkpoint_every=1000, log_every=100,
+                 eval_protocol="rcig",
                  devices=None, verbose=0, random_state=None):
         self.ipc = ipc
         self.n_steps = n_steps
@@ -614,6 +625,7 @@ class RCIGDistiller(GradientDistiller):
         self.n_eval_models = n_eval_models
         self.eval_steps = eval_steps
         self.eval_model = eval_model
+        self.eval_protocol = eval_protocol
         self.checkpoint = checkpoint
         self.checkpoint_every = checkpoint_every
         self.log_every = log_every
@@ -628,8 +640,13 @@ class RCIGDistiller(GradientDistiller):
     _resolved_parameters = ("flip",)
 
     def _default_model(self, sample_shape):
-        return default_network(sample_shape, width_doubling=True, activation="softplus",
-                               softplus_temperature=60.0)
+        # The official configurations: softplus only at depth 3 (below 64 px), ReLU from 64 px,
+        # depth 5 from 128 px.
+        depth = 5 if len(sample_shape) > 1 and min(sample_shape[:2]) >= 128 else None
+        relu = len(sample_shape) > 1 and min(sample_shape[:2]) >= 64
+        return default_network(sample_shape, width_doubling=True, depth=depth,
+                               activation="relu" if relu else "softplus",
+                               softplus_temperature=60.0, norm_momentum=0.1)
 
     def _eval_model(self):
         if self.eval_model is None and isinstance(self.model, MLP):
@@ -691,8 +708,9 @@ def init_state(x_syn, y_syn, pool_key, loop_key, model, pool_size, max_online_st
     """The full RCIG state: synthetic set, labels, temperature, optimiser, pool, rates, key."""
     psi = {"x": jnp.asarray(x_syn, jnp.float32), "y": jnp.asarray(y_syn, jnp.float32),
            "log_temp": jnp.zeros((), jnp.float32)}
+    # Every counter starts at 0 (``algorithms.py:83-90`` of yolky/RCIG at a9fb1fa).
     pool = _pool.new_pool(pool_key, jnp.asarray(max_online_steps, jnp.int32), model,
-                          tuple(x_syn.shape[1:]), int(pool_size))
+                          tuple(x_syn.shape[1:]), int(pool_size), False)
     opt_state = _optimizer(hyperparameters(1.0, 1.0, 1.0, 1, 1.0)).init(psi)
     return {**psi, "opt": opt_state, "pool": pool, "key": jnp.array(loop_key, copy=True),
             "ok": jnp.asarray(True), "step": jnp.zeros((), jnp.int32),

@@ -61,6 +61,10 @@ class TranslatorDistiller(BaseDistiller):
     n_eval_models : int, default=5
     eval_steps : int or "auto", default="auto"
     eval_model : flax.linen.Module or None, default=None
+    eval_protocol : str or EvalProtocol, default="library"
+        Evaluation protocol of :meth:`score`: "library", "frepo", "rcig", "ratbptt", "dc"
+        (:func:`~sklearn_distill.get_protocol`) or an :class:`~sklearn_distill.EvalProtocol`;
+        the default is the library's (the translator paper publishes no evaluation code).
     log_every : int, default=100
     devices : int, list of jax.Device or None, default=None
         ``None``: the default device. An int ``k`` (the first ``k`` devices) or a list of devices:
@@ -120,6 +124,7 @@ class TranslatorDistiller(BaseDistiller):
                  learn_labels=True, model=None, ridge=1e-6, precision="highest", adapt_ipc=None,
                  adapt_steps=100, adapt_learning_rate=1e-3, image_shape=None, n_eval_models=5,
                  eval_steps="auto", eval_model=None, log_every=100, devices=None, verbose=0,
+                 eval_protocol="library",
                  random_state=None):
         self.ipc = ipc
         self.translator = translator
@@ -137,6 +142,7 @@ class TranslatorDistiller(BaseDistiller):
         self.n_eval_models = n_eval_models
         self.eval_steps = eval_steps
         self.eval_model = eval_model
+        self.eval_protocol = eval_protocol
         self.log_every = log_every
         self.devices = devices
         self.verbose = verbose
