@@ -150,11 +150,12 @@ def test_checkpoint_resume_equals_uninterrupted_run(digits, tmp_path, monkeypatc
             os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C during the fifth step
         return real_step(*args, **kwargs)
 
-    monkeypatch.setattr(F, "_meta_step", interrupted)
+    # The template calls the class's step, so that is where the interruption goes.
+    monkeypatch.setattr(F.FRePoDistiller, "_meta_step", staticmethod(interrupted))
     with pytest.warns(UserWarning, match="interrupted at step 5"):
         first = tiny(n_steps=8, checkpoint=str(path), checkpoint_every=2).fit(X, y)
     assert first.n_iter_ == 5 and first.stop_reason_ == "interrupted"
-    monkeypatch.setattr(F, "_meta_step", real_step)
+    monkeypatch.setattr(F.FRePoDistiller, "_meta_step", staticmethod(real_step))
     resumed = tiny(n_steps=8, checkpoint=str(path), checkpoint_every=2).fit(X, y)
     assert resumed.n_iter_ == 8
     np.testing.assert_allclose(resumed.synthetic_X_, full.synthetic_X_, rtol=1e-6, atol=1e-6)
