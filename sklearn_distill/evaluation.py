@@ -24,7 +24,8 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._jax import library_prng
 from ._trainer import predict_networks, train_networks
-from ._validation import (check_random_key, validate_input, validate_training_data)
+from ._validation import (check_random_key, validate_input, validate_training_data,
+                          warn_unseen_classes)
 from .networks import MLP, ConvNet, with_num_classes
 
 __all__ = ["NeuralNetClassifier", "DistilledClassifier", "EvaluationResult", "evaluate",
@@ -393,6 +394,12 @@ class DistilledClassifier(ClassifierMixin, BaseEstimator):
     def predict(self, X):
         check_is_fitted(self)
         return self.estimator_.predict(X)
+
+    def score(self, X, y, sample_weight=None):
+        """Mean accuracy on ``(X, y)``; warns when ``y`` holds classes absent from ``fit``."""
+        check_is_fitted(self)
+        warn_unseen_classes(y, self.classes_, who="the distilled classifier")
+        return super().score(X, y, sample_weight=sample_weight)
 
     def predict_proba(self, X):
         check_is_fitted(self)

@@ -18,7 +18,7 @@ from sklearn.base import clone
 from sklearn.utils._param_validation import HasMethods, Interval
 from sklearn.utils.validation import check_is_fitted
 
-from .._validation import random_seed, validate_training_data
+from .._validation import child_seed, random_seed, validate_training_data
 from ..base import BaseDistiller, WarmStart
 
 __all__ = ["BoostedDistiller"]
@@ -120,7 +120,7 @@ class BoostedDistiller(BaseDistiller):
         fitted = None
         for b in range(self.n_blocks):
             est = clone(self.distiller).set_params(ipc=self.block_ipc,
-                                                    random_state=(base_seed + b) % (2 ** 32))
+                                                    random_state=child_seed(base_seed, b))
             ckpt = getattr(est, "checkpoint", None)
             if ckpt is not None:
                 est.set_params(checkpoint=f"{os.fspath(ckpt)}.block{b}")

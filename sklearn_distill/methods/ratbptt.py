@@ -826,13 +826,13 @@ class RaTBPTTDistiller(BaseDistiller):
         Learned labels (probabilities) are fitted with cross-entropy, as in the inner training.
         """
         from ..evaluation import evaluate
-        from .._validation import validate_input
+        from .._validation import validate_input, warn_unseen_classes
 
         check_is_fitted(self)
         X = self.layout_.to_input(validate_input(self, X, self.layout_))
-        seed = self.random_state if isinstance(self.random_state, Integral) else 0
+        warn_unseen_classes(y, self.classes_)
         return evaluate(self.synthetic_X_, self.synthetic_y_, X, y,
                         soft_labels=self.synthetic_y_soft_, loss="ce",
                         n_models=n_models or self.n_eval_models, model=self._eval_model(),
                         n_steps=self.eval_steps, image_shape=self.image_shape,
-                        random_state=seed + 1, progress=progress)
+                        random_state=self._eval_seed(), progress=progress)
