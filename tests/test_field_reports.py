@@ -12,7 +12,9 @@ import numpy as np
 import pytest
 from sklearn.model_selection import StratifiedKFold, cross_val_score
 
-from sklearn_distill import MLP, HerdingDistiller, RandomDistiller, load_digits_images
+from sklearn_distill import (MLP, DistilledClassifier, FRePoDistiller, HerdingDistiller,
+                             NeuralNetClassifier, RaTBPTTDistiller, RandomDistiller,
+                             load_digits_images)
 
 TINY_EVAL = dict(n_eval_models=1, eval_steps=100, eval_model=MLP(hidden_sizes=(32,)))
 
@@ -55,6 +57,24 @@ def test_largest_seed_fit_accepts_works_in_score(digits_rows):
     X, y = digits_rows
     d = RandomDistiller(ipc=2, random_state=2**32 - 1, **TINY_EVAL).fit(X[:300], y[:300])
     assert 0.0 <= d.score(X[300:500], y[300:500]) <= 1.0
+
+
+# Fault kind: labels trained with a loss that does not match their kind (regression vs probabilities).
+def test_labels_train_with_the_loss_of_their_kind(digits_rows):
+    X, y = digits_rows
+    X, y = X[:300], y[:300]
+    frepo = FRePoDistiller(ipc=1, n_steps=2, batch_size=32, pool_size=2, max_online_steps=2,
+                           learn_labels=False, model=MLP(hidden_sizes=(8,)), random_state=0)
+    # Centred one-hot rows ([0.9, -0.1, ...]) are regression targets: cross-entropy is refused.
+    with pytest.raises(ValueError, match="loss='ce' needs soft labels that are probability"):
+        DistilledClassifier(frepo, NeuralNetClassifier(MLP(hidden_sizes=(8,)), n_steps=5, loss="ce",
+                                                       random_state=0)).fit(X, y)
+    # RaT-BPTT's learned labels are probabilities: every entry point trains them with cross-entropy.
+    rat = RaTBPTTDistiller(ipc=1, n_steps=2, window=1, unroll=2, batch_size=16, learn_labels=True,
+                           model=MLP(hidden_sizes=(8,)), random_state=0)
+    clf = DistilledClassifier(rat, NeuralNetClassifier(MLP(hidden_sizes=(8,)), n_steps=5,
+                                                       random_state=0)).fit(X, y)
+    assert clf.estimator_.loss_ == "ce"
 
 
 # Fault kind: channels-first images silently read as channels-last.

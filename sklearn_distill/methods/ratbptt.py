@@ -42,7 +42,6 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
-from sklearn.utils.validation import check_is_fitted
 
 from .._sharding import DEVICES_CONSTRAINT, DataParallel, data_parallel
 from .._training import (_key_data, data_fingerprint, init_synthetic, restore_state, run_loop,
@@ -554,7 +553,9 @@ class RaTBPTTDistiller(BaseDistiller):
         See :class:`~sklearn_distill.base.BaseDistiller`.
     synthetic_y_soft_ : ndarray of shape (n_synthetic, n_classes) or None
         The softmax of the learned label logits (``learn_labels=True``), else ``None``.
-        :meth:`score` trains on them with cross-entropy.
+        Probability rows, so :meth:`score`, :class:`~sklearn_distill.DistilledClassifier` and the
+        class-incremental evaluation all train on them with cross-entropy (the package's rule,
+        :func:`~sklearn_distill._labels.loss_for_labels`).
     n_iter_ : int
     history_ : dict of list
         ``"step"``, ``"time"``, ``"loss"`` (mean real-batch cross-entropy since the last log).
@@ -819,20 +820,3 @@ class RaTBPTTDistiller(BaseDistiller):
                 soft[:n_old] = np.asarray(warm_start.soft_labels, np.float32)  # exactly unchanged
         return DistillationResult(X=x_out, y=y_syn, soft_labels=soft, n_iter=result.step,
                                   history=result.history)
-
-    def evaluate(self, X, y, n_models=None, progress=None):
-        """Like :meth:`score`, but return the full :class:`~sklearn_distill.EvaluationResult`.
-
-        Learned labels (probabilities) are fitted with cross-entropy, as in the inner training.
-        """
-        from ..evaluation import evaluate
-        from .._validation import validate_input, warn_unseen_classes
-
-        check_is_fitted(self)
-        X = self.layout_.to_input(validate_input(self, X, self.layout_))
-        warn_unseen_classes(y, self.classes_)
-        return evaluate(self.synthetic_X_, self.synthetic_y_, X, y,
-                        soft_labels=self.synthetic_y_soft_, loss="ce",
-                        n_models=n_models or self.n_eval_models, model=self._eval_model(),
-                        n_steps=self.eval_steps, image_shape=self.image_shape,
-                        random_state=self._eval_seed(), progress=progress)
