@@ -59,6 +59,19 @@ def test_largest_seed_fit_accepts_works_in_score(digits_rows):
     assert 0.0 <= d.score(X[300:500], y[300:500]) <= 1.0
 
 
+# Fault kind: a fit that learned nothing passes for a result, with advice that misses the cause.
+def test_fit_without_a_step_raises_and_names_the_singular_kernel(digits_rows):
+    X, y = digits_rows
+    X, y = X[:200], y[:200]
+    X_same = np.stack([X[y == c][0] for c in range(10)])[y]  # the rows of a class are identical
+    frepo = FRePoDistiller(ipc=2, n_steps=2, batch_size=32, pool_size=2, max_online_steps=2,
+                           ridge=0.0, model=MLP(hidden_sizes=(8,)), random_state=0)
+    with pytest.raises(FloatingPointError, match=r"no step was taken.*singular.*`ridge`=0") as info:
+        frepo.fit(X_same, y)
+    assert "learning rate" not in str(info.value)  # learning_rate=1e-9 failed the same way
+    assert frepo.set_params(ridge=1e-6).fit(X_same, y).n_iter_ == 2
+
+
 # Fault kind: labels trained with a loss that does not match their kind (regression vs probabilities).
 def test_labels_train_with_the_loss_of_their_kind(digits_rows):
     X, y = digits_rows

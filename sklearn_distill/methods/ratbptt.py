@@ -44,8 +44,9 @@ import optax
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 
 from .._sharding import DEVICES_CONSTRAINT, DataParallel, data_parallel
-from .._training import (_key_data, data_fingerprint, init_synthetic, restore_state, run_loop,
-                         scale_rows, seed_description, select_tree, tree_isfinite)
+from .._training import (_key_data, data_fingerprint, divergence_causes, init_synthetic,
+                         restore_state, run_loop, scale_rows, seed_description, select_tree,
+                         tree_isfinite)
 from ..augment import ImageAugmentation
 from ..base import GRADIENT_PARAMETER_CONSTRAINTS, BaseDistiller, DistillationResult
 from .._trainer import apply_network, predict_networks, train_step
@@ -807,7 +808,10 @@ class RaTBPTTDistiller(BaseDistiller):
         result = run_loop(step_fn, state, n_steps=self.n_steps, start_step=start_step,
                           log_every=self.log_every, checkpoint=self.checkpoint,
                           checkpoint_every=self.checkpoint_every, checkpoint_config=ckpt_config,
-                          history=history, verbose=self.verbose, description="RaT-BPTT")
+                          history=history, verbose=self.verbose, description="RaT-BPTT",
+                          diagnose=lambda s, k: divergence_causes(s["x"], X,
+                                                               learning_rate=self.learning_rate,
+                                                               steps_taken=k))
         self.stop_reason_ = result.stop_reason
         self.unroll_lengths_ = np.asarray(lengths, dtype=np.int64)
         final = jax.device_get({"x": result.state["x"], "y": result.state["y"]})

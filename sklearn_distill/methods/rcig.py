@@ -52,9 +52,9 @@ from sklearn.utils._param_validation import Interval, StrOptions
 
 from .. import _implicit, _pool
 from .._sharding import DEVICES_CONSTRAINT, DataParallel, data_parallel
-from .._training import (data_fingerprint, init_labels, init_synthetic, label_margin_loss,
-                         prepend_warm_start, resolve_flip, restore_state, run_loop, scale_rows,
-                         seed_description, select_tree, tree_isfinite)
+from .._training import (data_fingerprint, divergence_causes, init_labels, init_synthetic,
+                         label_margin_loss, prepend_warm_start, resolve_flip, restore_state,
+                         run_loop, scale_rows, seed_description, select_tree, tree_isfinite)
 from ..base import GRADIENT_PARAMETER_CONSTRAINTS, BaseDistiller, DistillationResult
 from ..kernels import _check_precision, _cholesky_solve
 from ..networks import MLP, ConvNet, with_num_classes
@@ -721,7 +721,10 @@ class RCIGDistiller(BaseDistiller):
                           n_steps=self.n_steps, start_step=start_step, log_every=self.log_every,
                           checkpoint=self.checkpoint, checkpoint_every=self.checkpoint_every,
                           checkpoint_config=ckpt_config, history=history, verbose=self.verbose,
-                          description="RCIG")
+                          description="RCIG",
+                          diagnose=lambda s, k: divergence_causes(s["x"], X,
+                                                               learning_rate=self.learning_rate,
+                                                               steps_taken=k))
         self.stop_reason_ = result.stop_reason
         self.flip_ = flip
         final = jax.device_get({k: result.state[k] for k in
