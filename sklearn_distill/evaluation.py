@@ -4,8 +4,9 @@ The protocol (``docs``: evaluation): networks of the ConvNet family *without* no
 (an MLP for tabular data) are trained from scratch on a (synthetic) training set with Adam, a
 linear warm-up then cosine decay, the loss that suits the labels (cross-entropy for hard labels and
 for learned probabilities, the squared error for regression targets; :mod:`sklearn_distill._labels`
-holds the rule), and image augmentation; the last state is kept (no checkpoint is ever picked on test data) and the
-mean ± std test accuracy over several independently initialised networks is reported.
+holds the rule), and image augmentation; the last state is kept (no checkpoint is ever picked on
+test data) and the mean ± std test accuracy over several independently initialised networks is
+reported.
 
 Several networks are trained at once (the trainer, :mod:`sklearn_distill._trainer`): their
 parameters are stacked on a leading axis and one ``jax.jit``-compiled step updates all of them

@@ -36,8 +36,8 @@ import optax
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 
 from .._sharding import DEVICES_CONSTRAINT, DataParallel, data_parallel
-from .._training import (centred_one_hot, divergence_causes, init_labels, init_synthetic, run_loop, select_tree,
-                         tree_isfinite)
+from .._training import (centred_one_hot, divergence_causes, init_labels, init_synthetic,
+                         run_loop, select_tree, tree_isfinite)
 from ..base import BaseDistiller, DistillationResult
 from ..kernels import feature_regression_loss
 from ..networks import MLP, ConvNet, init_variables, with_num_classes
