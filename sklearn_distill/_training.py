@@ -46,7 +46,7 @@ __all__ = ["LoopResult", "run_loop", "select_tree", "tree_isfinite", "save_check
            "load_checkpoint", "restore_state", "data_fingerprint", "init_synthetic",
            "centred_one_hot", "init_labels", "label_margin_loss",
            "scale_rows", "resolve_flip", "seed_description", "key_data", "sample_rows",
-           "real_batch"]
+           "real_batch", "divergence_causes"]
 
 _INITS = ("real", "noise", "real+noise")
 
@@ -351,9 +351,72 @@ class _InterruptFlag:
         return False
 
 
+# Magnitude beyond which data or synthetic values count as extreme in a divergence diagnosis:
+# standardised or [0, 1] pixels stay far below it, raw 0-255 pixels too.
+_EXTREME = 1e3
+
+
+def divergence_causes(x_syn, X_real=None, *, ridge=None, learning_rate=None, steps_taken=None):
+    """The likely causes of a non-finite loss that can be read off the state and the settings.
+
+    Parameters
+    ----------
+    x_syn : array of shape (n_synthetic, ...)
+        The synthetic rows of the last good state.
+    X_real : array or None
+        The real training data.
+    ridge : float or None
+        The ridge of a kernel system (``None``: the method solves none).
+    learning_rate : float or None
+        The outer learning rate, named as the cause left when nothing else is detected.
+    steps_taken : int or None
+        Good steps before the non-finite one. At 0 the loss of the initial set itself may be
+        what failed, which no learning rate changes: the learning rate is then named only when
+        nothing else was found.
+
+    Returns
+    -------
+    list of str
+        Sentences naming each cause found, most specific first; the learning rate comes last.
+
+    Examples
+    --------
+    >>> divergence_causes(np.zeros((4, 2)), ridge=0.0, learning_rate=1e-3)[:2]  # doctest: +ELLIPSIS
+    ['the kernel system of the synthetic set is singular: 3 of its 4 rows repeat others...', '`ridge`=0...']
+    """
+    causes = []
+    rows = np.asarray(jax.device_get(x_syn), dtype=np.float64).reshape(len(x_syn), -1)
+    n_repeated = len(rows) - len(np.unique(rows, axis=0))
+    if n_repeated:
+        causes.append(f"the kernel system of the synthetic set is singular: {n_repeated} of its "
+                      f"{len(rows)} rows repeat others (identical rows give identical rows of the "
+                      f"kernel matrix); check for duplicated or constant training rows"
+                      if ridge is not None else
+                      f"{n_repeated} of the {len(rows)} synthetic rows repeat others; check for "
+                      f"duplicated or constant training rows")
+    if ridge is not None and float(ridge) == 0.0:
+        causes.append("`ridge`=0 leaves the kernel system unregularised, so a singular or "
+                      "ill-conditioned kernel matrix cannot be solved; a small ridge (e.g. 1e-6) "
+                      "makes it solvable")
+    if X_real is not None:
+        largest = float(np.max(np.abs(np.asarray(X_real)), initial=0.0))
+        if largest > _EXTREME:
+            causes.append(f"the data holds extreme values (largest |x| = {largest:.3g}); "
+                          f"standardise it first (e.g. ImageStandardizer or StandardScaler)")
+    largest_syn = float(np.max(np.abs(rows), initial=0.0)) if rows.size else 0.0
+    if largest_syn > _EXTREME and (X_real is None or largest_syn > 10 * float(
+            np.max(np.abs(np.asarray(X_real)), initial=0.0))):
+        causes.append(f"the synthetic values grew to |x| = {largest_syn:.3g}, the mark of a "
+                      f"learning rate too large")
+    if learning_rate is not None and not (causes and steps_taken == 0):
+        causes.append(("otherwise " if causes else "") +
+                      f"a learning rate too large for this data (`learning_rate`={learning_rate:g})")
+    return causes
+
+
 def run_loop(step_fn, state, *, n_steps, start_step=0, log_every=100, checkpoint=None,
              checkpoint_every=None, checkpoint_config=None, history=None, verbose=0,
-             description="distilling"):
+             description="distilling", diagnose=None):
     """Drive a guarded, jitted step for ``n_steps`` steps in total.
 
     Parameters
@@ -383,10 +446,20 @@ def run_loop(step_fn, state, *, n_steps, start_step=0, log_every=100, checkpoint
         ``> 0`` shows a tqdm progress bar with the loss.
     description : str
         Label of the progress bar and of the warnings.
+    diagnose : callable ``(state, steps_taken) -> list of str`` or None
+        Called with the last good state and the number of good steps when the loss becomes
+        non-finite; returns the likely
+        causes it detects (see :func:`divergence_causes`), which the warning or error names.
 
     Returns
     -------
     LoopResult
+
+    Raises
+    ------
+    FloatingPointError
+        When the loss is non-finite from the first step of a fresh run: nothing was learned, and
+        the initial synthetic set must not pass for a result.
     """
     history = {k: list(v) for k, v in (history or {"step": [], "time": [], "loss": []}).items()}
     elapsed_before = history["time"][-1] if history.get("time") else 0.0
@@ -452,6 +525,14 @@ def run_loop(step_fn, state, *, n_steps, start_step=0, log_every=100, checkpoint
     # A diverged state is frozen (ok=False); the values are the last good ones, and a resumed
     # run (with a smaller learning rate, say) must be able to move on from them.
     state = {**state, "ok": jnp.asarray(True)}
+    if stop_reason == "diverged":
+        causes = list(diagnose(state, step)) if diagnose is not None else []
+        advice = ("Likely causes: " + "; ".join(causes) + "." if causes else
+                  "Lower the learning rate, or check the data for extreme values.")
+        if step == 0:
+            raise FloatingPointError(
+                f"{description}: the loss was non-finite (NaN or inf) from the first step, so no "
+                f"step was taken and nothing was learned. {advice}")
     if stop_reason == "interrupted":
         warnings.warn(f"{description}: interrupted at step {step} of {n_steps}; keeping the state "
                       f"reached so far" + (f" (saved to {os.fspath(checkpoint)!r}; fit again to "
@@ -460,7 +541,6 @@ def run_loop(step_fn, state, *, n_steps, start_step=0, log_every=100, checkpoint
     elif stop_reason == "diverged":
         warnings.warn(f"{description}: the loss became non-finite (NaN or inf) at step {step + 1}; "
                       f"stopped and kept the state of step {step}, the last with a finite loss. "
-                      f"Lower the learning rate, or check the data for extreme values.",
-                      UserWarning, stacklevel=3)
+                      f"{advice}", UserWarning, stacklevel=3)
     save()
     return LoopResult(state, step, history, stop_reason)

@@ -10,6 +10,7 @@ The distillers accept three layouts and hand their methods one internal layout:
 the caller's layout. Everything here is NumPy: JAX only sees clean float32 arrays.
 """
 
+import warnings
 from dataclasses import dataclass
 from numbers import Integral
 
@@ -19,9 +20,10 @@ from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import validate_data
 
-__all__ = ["InputLayout", "check_image_shape", "check_random_key", "random_seed",
-           "validate_training_data", "validate_input", "encode_labels", "check_ipc",
-           "check_target", "check_dense"]
+__all__ = ["InputLayout", "check_image_shape", "check_channels_last", "looks_channels_first",
+           "check_random_key", "child_seed", "random_seed", "validate_training_data",
+           "validate_input", "warn_unseen_classes", "encode_labels", "check_ipc", "check_target",
+           "check_dense"]
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,35 @@ def check_image_shape(image_shape, n_features=None, param="image_shape"):
     return shape
 
 
+def looks_channels_first(shape):
+    """Whether an image-array shape ``(n, A, B, C)`` looks channels-first ``(n, C, H, W)``.
+
+    True when the second axis is 1 or 3 (greyscale or RGB) and the last one is neither.
+    """
+    shape = tuple(shape)
+    return len(shape) == 4 and shape[1] in (1, 3) and shape[-1] not in (1, 3)
+
+
+def check_channels_last(shape, param="X"):
+    """Raise when an image array looks channels-first; image arrays are ``(n, H, W, C)``.
+
+    A ``(n, 3, 32, 32)`` array read as channels-last would be 32-channel images of 3 x 32 pixels:
+    every convolution, augmentation and per-channel statistic would silently be wrong.
+
+    Raises
+    ------
+    ValueError
+        When :func:`looks_channels_first` holds for ``shape``.
+    """
+    if looks_channels_first(shape):
+        n, c, h, w = tuple(shape)
+        raise ValueError(
+            f"`{param}` has shape {tuple(shape)}, which looks channels-first (n, C, H, W); image "
+            f"arrays are read channels-last (n, H, W, C). Pass np.moveaxis({param}, 1, -1) (shape "
+            f"{(n, h, w, c)}), or, if these really are {w}-channel images of {c} x {h} pixels, "
+            f"say so with image_shape={(c, h, w)}.")
+
+
 def _layout_of(X, image_shape):
     if sparse.issparse(X) and image_shape is not None:
         raise ValueError(f"Sparse X cannot be read as images (`image_shape`={tuple(image_shape)}); give "
@@ -106,6 +137,8 @@ def _layout_of(X, image_shape):
         if image_shape is not None and check_image_shape(image_shape) != shape:
             raise ValueError(f"`image_shape`={tuple(image_shape)} does not match the shape of the image "
                              f"array X, {X.shape[1:]}; leave image_shape=None for image arrays.")
+        if image_shape is None:
+            check_channels_last(X.shape)
         return InputLayout("images", shape, X.ndim)
     raise ValueError(f"X must be 2-D (n_samples, n_features) or an image array (n, H, W) or (n, H, W, C); "
                      f"got an array with {X.ndim} dimensions, shape {X.shape}.")
@@ -188,9 +221,13 @@ def validate_training_data(estimator, X, y, image_shape=None, accept_sparse=Fals
     layout : InputLayout
     """
     y, _ = check_target(y)
-    X, y = validate_data(estimator, X, y, allow_nd=True, dtype=np.float64, ensure_all_finite=True,
-                         ensure_min_samples=2, y_numeric=False, multi_output=False,
-                         accept_sparse=["csr", "csc"] if accept_sparse else False)
+    # The finiteness check runs on float32, the dtype the computation uses: a float64 value
+    # beyond float32's range (1e39) is rejected here instead of turning into inf on the cast.
+    with np.errstate(over="ignore"):
+        X, y = validate_data(estimator, X, y, allow_nd=True, dtype=np.float32,
+                             ensure_all_finite=True, ensure_min_samples=2, y_numeric=False,
+                             multi_output=False,
+                             accept_sparse=["csr", "csc"] if accept_sparse else False)
     check_classification_targets(y)
     layout = _layout_of(X, image_shape)
     classes, y_enc = encode_labels(y)
@@ -200,11 +237,13 @@ def validate_training_data(estimator, X, y, image_shape=None, accept_sparse=Fals
 def validate_input(estimator, X, layout, accept_sparse=False):
     """Validate ``X`` at predict/score time against the layout seen in ``fit``.
 
-    With ``accept_sparse=True`` sparse rows are accepted and made dense (networks need dense
-    inputs).
+    The finiteness check runs in float32, as in :func:`validate_training_data`. With
+    ``accept_sparse=True`` sparse rows are accepted and made dense (networks need dense inputs).
     """
-    X = validate_data(estimator, X, reset=False, allow_nd=True, dtype=np.float64,
-                      ensure_all_finite=True, accept_sparse=["csr", "csc"] if accept_sparse else False)
+    with np.errstate(over="ignore"):
+        X = validate_data(estimator, X, reset=False, allow_nd=True, dtype=np.float32,
+                          ensure_all_finite=True,
+                          accept_sparse=["csr", "csc"] if accept_sparse else False)
     if sparse.issparse(X):
         X = X.toarray()
     expected = layout.to_input(np.zeros((1,) + layout.sample_shape)).shape[1:]
@@ -212,6 +251,27 @@ def validate_input(estimator, X, layout, accept_sparse=False):
         raise ValueError(f"X has shape {X.shape[1:]} per sample, but the estimator was fitted on samples "
                          f"of shape {expected}.")
     return layout.to_internal(X)
+
+
+def warn_unseen_classes(y, classes, who="the distiller"):
+    """Warn when the test labels ``y`` hold classes absent from ``classes`` (those seen in fit).
+
+    Networks trained on a synthetic set of ``classes`` cannot predict the others, so every test
+    row of such a class counts as an error: the score is then mostly a statement about the split
+    (typically a non-stratified split of class-sorted data), not about the method.
+    """
+    y = np.asarray(y)
+    if y.ndim != 1:
+        return
+    seen = set(np.asarray(classes).tolist())
+    unseen = sorted({label for label in np.unique(y).tolist() if label not in seen}, key=repr)
+    if unseen:
+        share = float(np.mean([label not in seen for label in y.tolist()]))
+        warnings.warn(f"y holds {len(unseen)} classes that {who} never saw in fit "
+                      f"({unseen[:5]!r}{'...' if len(unseen) > 5 else ''}; {100 * share:.0f}% of "
+                      f"the rows): they can only be predicted wrong. Split with every class in "
+                      f"each training fold (an integer cv over a distiller is stratified; pass "
+                      f"StratifiedKFold for a custom split).", UserWarning, stacklevel=3)
 
 
 def random_seed(random_state):
@@ -225,6 +285,37 @@ def random_seed(random_state):
     if isinstance(random_state, Integral):
         return int(random_state) % (2**32)
     return int(check_random_state(random_state).randint(0, 2**31 - 1))
+
+
+def child_seed(seed, *path):
+    """A 32-bit seed for a sub-computation, split from ``seed`` with :class:`numpy.random.SeedSequence`.
+
+    ``path`` (non-negative integers) names the sub-computation, so every child of one seed gets
+    an independent stream. Never ``seed + 1``: that overflows the 32-bit range scikit-learn
+    accepts for ``random_state`` (``2**32 - 1`` is valid) and makes the child of one seed the
+    parent stream of the next.
+
+    Parameters
+    ----------
+    seed : int
+        Non-negative integer seed (e.g. :func:`random_seed` of a ``random_state``).
+    *path : int
+        Which child.
+
+    Returns
+    -------
+    int
+        In ``[0, 2**32 - 1]``, a valid ``random_state``.
+
+    Examples
+    --------
+    >>> 0 <= child_seed(2**32 - 1, 1) < 2**32
+    True
+    >>> child_seed(0, 1) == child_seed(0, 1) != child_seed(0, 2)
+    True
+    """
+    return int(np.random.SeedSequence(int(seed), spawn_key=tuple(int(p) for p in path))
+               .generate_state(1)[0])
 
 
 def check_random_key(random_state):

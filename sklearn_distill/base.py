@@ -37,11 +37,14 @@ from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from ._jax import library_prng
-from ._validation import (check_ipc, check_random_key, check_target, validate_input,
-                          validate_training_data)
+from ._validation import (check_ipc, check_random_key, check_target, child_seed, validate_input,
+                          validate_training_data, warn_unseen_classes)
 from .protocols import PROTOCOL_NAMES, EvalProtocol
 
 __all__ = ["BaseDistiller", "DistillationResult", "WarmStart"]
+
+# Which child of ``random_state`` seeds the evaluation networks of ``score``.
+_EVAL_SEED_CHILD = 1
 
 class DistillationResult(NamedTuple):
     """What a method's ``_distill`` returns.
@@ -88,7 +91,28 @@ class WarmStart(NamedTuple):
     learning_rate_scale: float = 0.0
 
 
-class BaseDistiller(OneToOneFeatureMixin, BaseEstimator):
+class _StratifiedCVMixin:
+    """Tag a distiller as a classifier, so that an integer ``cv`` over it is stratified.
+
+    scikit-learn's ``cross_val_score``, ``cross_validate`` and ``GridSearchCV`` turn an integer
+    ``cv`` into ``StratifiedKFold`` only for estimators whose ``estimator_type`` tag is
+    ``"classifier"``, and into plain ``KFold`` otherwise. A distiller's ``score`` is a
+    classification accuracy and its ``fit`` needs every class in the training fold (a fold of
+    class-sorted data without two or three classes distils a set that cannot predict them), so
+    it is tagged as one. It has no ``predict``: the networks that ``score`` trains do. It stays
+    an imbalanced-learn sampler through its sampler tags (``imblearn.base.is_sampler``).
+    """
+
+    def __sklearn_tags__(self):
+        from sklearn.utils import ClassifierTags
+
+        tags = super().__sklearn_tags__()
+        tags.estimator_type = "classifier"
+        tags.classifier_tags = ClassifierTags()
+        return tags
+
+
+class BaseDistiller(_StratifiedCVMixin, OneToOneFeatureMixin, BaseEstimator):
     """Base class of all distillers. Not to be used directly.
 
     Subclasses list their parameters explicitly in ``__init__`` (scikit-learn's rule) and extend
@@ -133,10 +157,6 @@ class BaseDistiller(OneToOneFeatureMixin, BaseEstimator):
 
     # Whether ``_distill`` accepts ``warm_start=WarmStart(...)`` (see the module docstring).
     _supports_warm_start = False
-    # The loss the evaluation networks of ``score``/``evaluate`` train with: "auto" (MSE against
-    # learned labels, cross-entropy for hard ones), or "ce" where the learned labels are
-    # probabilities (RaT-BPTT).
-    _evaluation_loss = "auto"
 
     # -- to implement ---------------------------------------------------------------------------
 
@@ -254,18 +274,26 @@ class BaseDistiller(OneToOneFeatureMixin, BaseEstimator):
         # Once: the internal layout goes on as it is.
         X = validate_input(self, X, self.layout_, accept_sparse=get_tags(self).input_tags.sparse)
         y, _ = check_target(y)
-        # A fixed seed derived from an integer random_state, so repeated scores of one fit agree.
-        seed = self.random_state if isinstance(self.random_state, Integral) else 0
+        warn_unseen_classes(y, self.classes_)
         return _evaluate(self.synthetic_X_, self.synthetic_y_, X, y, test_validated=True,
-                         soft_labels=self.synthetic_y_soft_, loss=self._evaluation_loss,
+                         soft_labels=self.synthetic_y_soft_,
                          n_models=n_models or self.n_eval_models, model=self._eval_model(),
                          n_steps=self.eval_steps, image_shape=self.image_shape,
-                         protocol=self._eval_protocol(), random_state=seed + 1,
+                         protocol=self._eval_protocol(), random_state=self._eval_seed(),
                          progress=progress)
 
     def _eval_protocol(self):
         """The evaluation protocol of ``score``: ``eval_protocol``, else the class default."""
         return getattr(self, "eval_protocol", self._default_eval_protocol)
+
+    def _eval_seed(self):
+        """The seed of the evaluation networks, split from ``random_state``.
+
+        Fixed for an integer ``random_state`` (0 otherwise), so repeated scores of one fit agree;
+        a child seed, never ``random_state + 1``, so every seed ``fit`` accepts works here.
+        """
+        seed = self.random_state if isinstance(self.random_state, Integral) else 0
+        return child_seed(seed, _EVAL_SEED_CHILD)
 
     def _eval_model(self):
         """The evaluation network: ``eval_model``, else the distillation ConvNet without norm."""

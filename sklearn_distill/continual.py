@@ -16,6 +16,7 @@ import pandas as pd
 from sklearn.base import clone
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions, validate_params
 
+from ._labels import label_kind
 from ._validation import random_seed
 
 __all__ = ["class_incremental_evaluation", "ClassIncrementalResult"]
@@ -97,12 +98,16 @@ class ClassIncrementalResult:
 def _map_soft_labels(soft, step_classes, seen):
     """Place one step's learned-label columns into the columns of all classes seen so far.
 
-    Columns of classes from other steps get the row's smallest learned value: the distiller of
-    that step only said how unlike its own classes a sample is, and the least likely of those is
-    the best available stand-in for "not this class" on the same (learned) scale.
+    The labels keep their kind (:func:`~sklearn_distill._labels.label_kind`), so the model is
+    trained with the loss the rule gives them. Probabilities stay distributions: the other steps'
+    classes get probability 0 (the step's distiller put all the mass on its own classes).
+    Regression targets fill the other columns with the row's smallest learned value: the distiller
+    of that step only said how unlike its own classes a sample is, and the least likely of those
+    is the best available stand-in for "not this class" on the same (learned) scale.
     """
     soft = np.asarray(soft, dtype=np.float32)
-    out = np.repeat(soft.min(axis=1, keepdims=True), len(seen), axis=1)
+    fill = 0.0 if label_kind(soft) == "probabilities" else soft.min(axis=1, keepdims=True)
+    out = np.broadcast_to(np.asarray(fill, np.float32), (len(soft), len(seen))).copy()
     out[:, np.searchsorted(seen, step_classes)] = soft
     return out
 
@@ -158,11 +163,13 @@ def class_incremental_evaluation(distiller, X_train, y_train, X_test, y_test, *,
     labels : {"auto", "hard"}, default="auto"
         Training targets. ``"auto"``: when every step's distiller learned labels
         (``synthetic_y_soft_``) and the estimator accepts ``soft_labels`` (as
-        :class:`~sklearn_distill.NeuralNetClassifier` does), the learned labels are used. Their
-        columns cover only that step's classes; they are mapped into the columns of all classes
-        seen so far, and the columns of the other classes are filled with the row's smallest
-        learned value (on the learned scale, "as unlike as the least likely class of its own
-        step"). Otherwise, and with ``"hard"``, the hard labels ``synthetic_y_`` are used.
+        :class:`~sklearn_distill.NeuralNetClassifier` does), the learned labels are used, with the
+        loss of their kind (cross-entropy for probabilities, the squared error for regression
+        targets), as everywhere in the package. Their columns cover only that step's classes;
+        they are mapped into the columns of all classes seen so far: probabilities get 0 for the
+        other classes, regression targets the row's smallest learned value (on the learned scale,
+        "as unlike as the least likely class of its own step"). Otherwise, and with ``"hard"``,
+        the hard labels ``synthetic_y_`` are used.
     random_state : int, RandomState instance or None, default=None
         Draws the class order and seeds the default estimator.
 

@@ -2,9 +2,11 @@
 
 The protocol (``docs``: evaluation): networks of the ConvNet family *without* normalisation layers
 (an MLP for tabular data) are trained from scratch on a (synthetic) training set with Adam, a
-linear warm-up then cosine decay, MSE against learned labels or cross-entropy for hard labels, and
-image augmentation; the last state is kept (no checkpoint is ever picked on test data) and the
-mean ± std test accuracy over several independently initialised networks is reported.
+linear warm-up then cosine decay, the loss that suits the labels (cross-entropy for hard labels and
+for learned probabilities, the squared error for regression targets; :mod:`sklearn_distill._labels`
+holds the rule), and image augmentation; the last state is kept (no checkpoint is ever picked on
+test data) and the mean ± std test accuracy over several independently initialised networks is
+reported.
 
 Several networks are trained at once (the trainer, :mod:`sklearn_distill._trainer`): their
 parameters are stacked on a leading axis and one ``jax.jit``-compiled step updates all of them
@@ -25,7 +27,9 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._jax import library_prng
 from ._trainer import predict_networks, train_networks
-from ._validation import (check_random_key, validate_input, validate_training_data)
+from ._labels import loss_for_labels
+from ._validation import (check_random_key, validate_input, validate_training_data,
+                          warn_unseen_classes)
 from .networks import default_network, with_num_classes
 from .protocols import EvalProtocol, PROTOCOL_NAMES, get_protocol, library_steps
 
@@ -106,9 +110,12 @@ def _check_soft_labels(soft_labels, n_rows, n_classes):
     if soft.shape != (n_rows, n_classes):
         raise ValueError(f"`soft_labels` must have shape (n_samples, n_classes) = ({n_rows}, {n_classes}); "
                          f"got {soft.shape}.")
+    with np.errstate(over="ignore"):
+        soft = soft.astype(np.float32)  # the training dtype: finite there, not only in float64
     if not np.all(np.isfinite(soft)):
-        raise ValueError("`soft_labels` contains NaN or infinite values.")
-    return soft.astype(np.float32)
+        raise ValueError("`soft_labels` contains NaN, infinity or a value too large for "
+                         "dtype('float32').")
+    return soft
 
 
 # --------------------------------------------------------------------------------------------
@@ -133,8 +140,9 @@ class NeuralNetClassifier(ClassifierMixin, BaseEstimator):
     """A network trained from scratch, as a scikit-learn classifier.
 
     An evaluation protocol of dataset distillation as an estimator (``protocol``; by default the
-    library's: Adam with linear warm-up and cosine decay, MSE for soft or learned labels,
-    cross-entropy for hard labels, image augmentation), the last state kept.
+    library's: Adam with linear warm-up and cosine decay, cross-entropy for hard labels and for
+    soft labels that are probabilities, the squared error for other soft labels (regression
+    targets), image augmentation), the last state kept.
 
     Parameters
     ----------
@@ -150,8 +158,11 @@ class NeuralNetClassifier(ClassifierMixin, BaseEstimator):
         Rows per step (smaller training sets are used whole); ``None``: the protocol's (256 for
         ``"library"``).
     loss : {"auto", "mse", "ce"}, default="auto"
-        "auto": the protocol's loss for learned labels when ``soft_labels`` are given to
-        ``fit``, for hard labels otherwise (``"library"``: MSE and cross-entropy).
+        "auto": the protocol's loss for the labels' kind
+        (:meth:`~sklearn_distill.EvalProtocol.loss`; ``"library"``: cross-entropy for hard labels
+        and for ``soft_labels`` whose rows are probability distributions, half the squared error
+        for other ``soft_labels``, i.e. regression targets such as centred one-hot rows). "ce"
+        with soft labels that are not distributions raises a ``ValueError`` in ``fit``.
     augment : "auto", "none", None or ImageAugmentation, default="auto"
         "auto": the protocol's augmentation for images, none for rows.
     weight_decay : float or None, default=None
@@ -170,6 +181,8 @@ class NeuralNetClassifier(ClassifierMixin, BaseEstimator):
         The network used, with its head sized for ``classes_``.
     variables_ : dict of ndarray
         Trained network variables (NumPy arrays, so the estimator pickles).
+    loss_ : {"mse", "ce"}
+        The loss trained with (``loss``, or the one ``"auto"`` picked for the labels).
     loss_curve_ : ndarray of shape (n_steps,)
     n_features_in_ : int
 
@@ -219,7 +232,8 @@ class NeuralNetClassifier(ClassifierMixin, BaseEstimator):
         model = (self.model if self.model is not None
                  else default_eval_model(layout.sample_shape, protocol))
         self.model_ = with_num_classes(model, len(classes))
-        loss = self.loss if self.loss != "auto" else protocol.loss(soft is not None)
+        loss = self.loss_ = (protocol.loss(soft) if self.loss == "auto"
+                             else loss_for_labels(soft, self.loss))
         augmentation = resolve_augmentation(self.augment, layout.sample_shape, protocol)
         n_steps = (protocol.n_steps(len(X), augmentation is not None) if self.n_steps == "auto"
                    else self.n_steps)
@@ -244,8 +258,8 @@ class NeuralNetClassifier(ClassifierMixin, BaseEstimator):
         y : array-like of shape (n_samples,)
             Class labels (any hashable values).
         soft_labels : array-like of shape (n_samples, n_classes), default=None
-            Targets to regress instead of one-hot labels (e.g. a distiller's learned labels),
-            columns ordered as ``np.unique(y)``.
+            Targets instead of one-hot labels (e.g. a distiller's learned labels), columns
+            ordered as ``np.unique(y)``: probability rows or regression targets (see ``loss``).
 
         Returns
         -------
@@ -330,7 +344,9 @@ def evaluate(X_train, y_train, X_test, y_test, *, soft_labels=None, n_models=5, 
     X_test, y_test : array-like
         Test data in the same layout.
     soft_labels : array-like of shape (n_train, n_classes), default=None
-        Learned labels to regress (MSE) instead of one-hot targets.
+        Targets instead of one-hot labels (e.g. a distiller's learned labels): rows that are
+        probability distributions train with cross-entropy, others with the squared error
+        (``loss="auto"``).
     n_models : int, default=5
     model, n_steps, learning_rate, batch_size, loss, augment, weight_decay, protocol, image_shape :
         As for :class:`NeuralNetClassifier`; ``protocol`` names the evaluation protocol
@@ -463,6 +479,12 @@ class DistilledClassifier(ClassifierMixin, BaseEstimator):
     def predict(self, X):
         check_is_fitted(self)
         return self.estimator_.predict(X)
+
+    def score(self, X, y, sample_weight=None):
+        """Mean accuracy on ``(X, y)``; warns when ``y`` holds classes absent from ``fit``."""
+        check_is_fitted(self)
+        warn_unseen_classes(y, self.classes_, who="the distilled classifier")
+        return super().score(X, y, sample_weight=sample_weight)
 
     def predict_proba(self, X):
         check_is_fitted(self)

@@ -10,6 +10,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from ._validation import check_channels_last
+
 __all__ = ["plot_synthetic_images", "plot_label_heatmap", "plot_learning_curve"]
 
 
@@ -43,6 +45,8 @@ def _as_images(X, image_shape):
             raise ValueError(f"image_shape={image_shape} does not match the {d} features per row "
                              "of X; expected (H, W) or (H, W, C) with H*W*C features.")
         X = X.reshape((n,) + image_shape)
+    if X.ndim == 4 and image_shape is None:
+        check_channels_last(X.shape)
     if X.ndim == 4 and X.shape[-1] == 1:
         X = X[..., 0]
     if X.ndim not in (3, 4) or (X.ndim == 4 and X.shape[-1] != 3):

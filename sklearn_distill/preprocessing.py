@@ -15,6 +15,8 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import _check_feature_names_in, check_is_fitted, validate_data
 
+from ._validation import check_channels_last
+
 __all__ = ["ZCAWhitening", "ImageStandardizer"]
 
 # Rows per block when accumulating statistics: bounds the float64 working copy of large datasets.
@@ -358,6 +360,8 @@ class ImageStandardizer(_ShapePreservingTransformer):
     def _channels(self, X):
         """Number of channels of ``X`` (validated) and ``X`` reshaped to (n, pixels, channels)."""
         if X.ndim == 4:
+            if self.image_shape is None or tuple(self.image_shape) != X.shape[1:]:
+                check_channels_last(X.shape)
             c = X.shape[-1]
         elif X.ndim == 3 or self.image_shape is None:
             c = 1

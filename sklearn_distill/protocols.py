@@ -42,6 +42,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from ._labels import LOSS_OF_LABEL_KIND, label_kind
 from .augment import ImageAugmentation
 
 __all__ = ["EvalProtocol", "get_protocol", "PROTOCOL_NAMES", "library_steps", "frepo_steps",
@@ -162,8 +163,11 @@ class EvalProtocol:
     mirror : bool
         Train on the set plus its mirror images (RGB images only; the trainer is given the
         protocol with ``mirror=False`` for other data).
-    soft_loss, hard_loss : {"mse", "ce"}
-        Loss with learned labels and with hard (one-hot) labels.
+    soft_loss : {"auto", "mse", "ce"}
+        Loss with soft labels that are probability rows (``"auto"``: the library's rule of label
+        kinds); regression targets always train with ``"mse"`` (see :meth:`loss`).
+    hard_loss : {"mse", "ce"}
+        Loss with hard (one-hot) labels.
 
     Examples
     --------
@@ -190,14 +194,14 @@ class EvalProtocol:
     batch_size: int = 256
     augmentation: str = "library"
     mirror: bool = False
-    soft_loss: str = "mse"
+    soft_loss: str = "auto"
     hard_loss: str = "ce"
 
     def __post_init__(self):
         for field, choices in (("optimizer", _OPTIMIZERS), ("schedule", _SCHEDULES),
                                ("steps", _STEP_RULES), ("batch", _BATCHES),
-                               ("augmentation", _AUGMENTATIONS), ("soft_loss", _LOSSES),
-                               ("hard_loss", _LOSSES)):
+                               ("augmentation", _AUGMENTATIONS),
+                               ("soft_loss", ("auto",) + _LOSSES), ("hard_loss", _LOSSES)):
             if getattr(self, field) not in choices:
                 raise ValueError(f"EvalProtocol: `{field}` must be one of {choices}; "
                                  f"got {getattr(self, field)!r}.")
@@ -347,8 +351,28 @@ class EvalProtocol:
         return ImageAugmentation(flip=True, mode="one_per_batch")
 
     def loss(self, soft_labels):
-        """The label loss: ``soft_loss`` with learned labels, ``hard_loss`` with one-hot ones."""
-        return self.soft_loss if soft_labels else self.hard_loss
+        """The label loss for ``soft_labels`` (``None``: hard, one-hot labels).
+
+        Hard labels train with ``hard_loss``. Soft labels follow the library's rule of label
+        kinds (:mod:`sklearn_distill._labels`): regression targets (e.g. centred one-hot rows)
+        always train with the squared error, since cross-entropy against rows that are not
+        distributions has no minimum; probability rows train with ``soft_loss``, or by the
+        rule (cross-entropy) when it is ``"auto"``.
+
+        Examples
+        --------
+        >>> p = get_protocol("library")
+        >>> p.loss(None), p.loss([[0.7, 0.3]]), p.loss([[0.5, -0.5]])
+        ('ce', 'ce', 'mse')
+        >>> get_protocol("frepo").loss([[0.7, 0.3]])
+        'mse'
+        """
+        if soft_labels is None:
+            return self.hard_loss
+        kind = label_kind(soft_labels)
+        if kind == "regression" or self.soft_loss != "auto":
+            return "mse" if kind == "regression" else self.soft_loss
+        return LOSS_OF_LABEL_KIND[kind]
 
 
 def _restarting_trace(decay, restart_step):

@@ -178,3 +178,133 @@ def test_pandas_output_of_a_pipeline_names_the_columns_through_a_distiller():
     assert list(pipe[1].get_feature_names_out(pipe[0].get_feature_names_out())) == ["a", "b", "c"]
     assert list(pipe[-1].feature_names_in_) == ["a", "b", "c"]
     assert list(pipe[:-1].get_feature_names_out()) == ["a", "b", "c"]
+
+
+# -- whole kinds of fault from public bug reports (one case of each in test_field_reports.py) ----
+
+_TINY_EVAL = dict(n_eval_models=1, eval_steps=5, eval_model=MLP(hidden_sizes=(8,)))
+_TINY_NET = dict(model=MLP(hidden_sizes=(8,)), n_steps=5)
+
+
+def _tiny_estimators(random_state=0):
+    """One of each kind of estimator that takes data and a seed (tiny settings)."""
+    import sklearn_distill as sd
+
+    rat = sd.RaTBPTTDistiller(ipc=1, n_steps=2, window=1, unroll=2, batch_size=16,
+                              model=MLP(hidden_sizes=(8,)), random_state=random_state, **_TINY_EVAL)
+    return {
+        "random": RandomDistiller(ipc=1, random_state=random_state, **_TINY_EVAL),
+        "herding": HerdingDistiller(ipc=1, random_state=random_state, **_TINY_EVAL),
+        "kcenter": sd.KCenterDistiller(ipc=1, random_state=random_state, **_TINY_EVAL),
+        "frepo": sd.FRePoDistiller(ipc=1, n_steps=2, batch_size=16, pool_size=2, max_online_steps=2,
+                                   model=MLP(hidden_sizes=(8,)), random_state=random_state,
+                                   **_TINY_EVAL),
+        "ratbptt": rat,
+        "boosted": sd.BoostedDistiller(rat, block_ipc=1, n_blocks=2, random_state=random_state),
+        "distilled_classifier": DistilledClassifier(
+            RandomDistiller(ipc=1, random_state=random_state),
+            NeuralNetClassifier(random_state=random_state, **_TINY_NET)),
+    }
+
+
+@pytest.mark.parametrize("name", ["random", "herding", "kcenter", "frepo", "ratbptt", "boosted",
+                                  "distilled_classifier"])
+def test_integer_cv_is_stratified_for_every_distiller(name):
+    from sklearn.base import is_classifier
+    from sklearn.model_selection import StratifiedKFold, check_cv
+
+    estimator = _tiny_estimators()[name]
+    y = np.repeat([0, 1, 2], 4)
+    assert is_classifier(estimator)
+    assert isinstance(check_cv(3, y, classifier=is_classifier(estimator)), StratifiedKFold)
+
+
+def test_score_warns_about_classes_fit_never_saw(digits):
+    X, y = digits
+    rows = X.reshape(len(X), -1)
+    fitted = {"distiller": RandomDistiller(ipc=1, random_state=0, **_TINY_EVAL),
+              "classifier": DistilledClassifier(RandomDistiller(ipc=1, random_state=0),
+                                                NeuralNetClassifier(random_state=0, **_TINY_NET))}
+    keep = y < 5
+    for estimator in fitted.values():
+        estimator.fit(rows[keep], y[keep])
+        with pytest.warns(UserWarning, match="5 classes that .* never saw in fit"):
+            estimator.score(rows[:200], y[:200])
+
+
+def _with_huge_value(X):
+    X = np.array(X, dtype=np.float64)
+    X.reshape(-1)[7] = 1e39  # finite in float64, infinite in float32
+    return X
+
+
+@pytest.mark.parametrize("entry", ["fit", "fit_resample", "score", "evaluate", "net_fit",
+                                   "net_predict", "evaluate_function", "class_incremental"])
+def test_values_beyond_float32_are_rejected_everywhere(digits, entry):
+    from sklearn_distill import class_incremental_evaluation, evaluate
+
+    X, y = digits
+    X, y = X[:200].reshape(200, -1), y[:200]
+    bad = _with_huge_value(X)
+    match = r"infinity or a value too large for dtype\('float32'\)"
+    d = HerdingDistiller(ipc=1, **_TINY_EVAL)
+    net = NeuralNetClassifier(**_TINY_NET)
+    calls = {
+        "fit": lambda: d.fit(bad, y),
+        "fit_resample": lambda: d.fit_resample(bad, y),
+        "score": lambda: d.fit(X, y).score(bad, y),
+        "evaluate": lambda: d.fit(X, y).evaluate(bad, y),
+        "net_fit": lambda: net.fit(bad, y),
+        "net_predict": lambda: net.fit(X, y).predict(bad),
+        "evaluate_function": lambda: evaluate(X, y, bad, y, n_models=1, **_TINY_NET),
+        "class_incremental": lambda: class_incremental_evaluation(
+            d, bad, y, X, y, n_steps=2, estimator=LogisticRegression(max_iter=50)),
+    }
+    with pytest.raises(ValueError, match=match):
+        calls[entry]()
+
+
+@pytest.mark.parametrize("name", ["random", "herding", "kcenter", "frepo", "ratbptt", "boosted",
+                                  "distilled_classifier"])
+def test_every_seed_fit_accepts_works_in_score(digits, name):
+    X, y = digits
+    rows, y = X[:200].reshape(200, -1), y[:200]
+    estimator = _tiny_estimators(random_state=2**32 - 1)[name].fit(rows, y)
+    assert 0.0 <= estimator.score(rows, y) <= 1.0
+
+
+def test_every_seed_works_in_the_evaluators(digits):
+    from sklearn_distill import MembershipInferenceEvaluator, class_incremental_evaluation
+
+    X, y = digits
+    rows, y = X[:300].reshape(300, -1), y[:300]
+    seed = 2**32 - 1
+    result = class_incremental_evaluation(RandomDistiller(ipc=1), rows[:200], y[:200], rows[200:],
+                                          y[200:], n_steps=2, random_state=seed,
+                                          estimator=NeuralNetClassifier(**_TINY_NET))
+    assert len(result.table) == 2
+    model = DistilledClassifier(RandomDistiller(ipc=1), NeuralNetClassifier(**_TINY_NET),
+                                random_state=seed).fit(rows[:150], y[:150])
+    mia = MembershipInferenceEvaluator(attacks=("threshold",), n_splits=2, random_state=seed)
+    assert mia.evaluate(model, rows[:150], y[:150], rows[150:], y[150:]) is not None
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_channels_first_images_are_refused_everywhere(channels):
+    from sklearn_distill import plot_synthetic_images
+
+    rng = np.random.default_rng(0)
+    X = rng.random((12, channels, 8, 8)).astype(np.float32)
+    y = np.arange(12) % 2
+    match = r"looks channels-first.*np\.moveaxis"
+    for call in (lambda: RandomDistiller(ipc=1).fit(X, y),
+                 lambda: NeuralNetClassifier(**_TINY_NET).fit(X, y),
+                 lambda: ImageStandardizer().fit(X),
+                 lambda: plot_synthetic_images(X, y)):
+        with pytest.raises(ValueError, match=match):
+            call()
+    # Channels-last passes, and so do the same arrays declared channels-last with image_shape.
+    assert RandomDistiller(ipc=1).fit(np.moveaxis(X, 1, -1), y).synthetic_X_.shape == (2, 8, 8,
+                                                                                      channels)
+    declared = RandomDistiller(ipc=1, image_shape=X.shape[1:]).fit(X, y)
+    assert declared.synthetic_X_.shape == (2, channels, 8, 8)

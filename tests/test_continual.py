@@ -8,6 +8,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn_distill import (ClassIncrementalResult, ConvNet, HerdingDistiller, NeuralNetClassifier,
                              RandomDistiller, class_incremental_evaluation, load_digits_images)
 from sklearn_distill._training import centred_one_hot
+from sklearn_distill._labels import label_kind, loss_for_labels
 from sklearn_distill.continual import _map_soft_labels
 
 
@@ -111,6 +112,14 @@ def test_map_soft_labels():
     soft = np.array([[0.8, -0.3], [-0.1, 0.6]])
     out = _map_soft_labels(soft, np.array([2, 5]), np.array([1, 2, 5, 7]))
     np.testing.assert_allclose(out, [[-0.3, 0.8, -0.3, -0.3], [-0.1, -0.1, 0.6, -0.1]])
+
+
+def test_map_soft_labels_keeps_probabilities_distributions():
+    # Learned probabilities (RaT-BPTT) must stay distributions, so they train with cross-entropy.
+    soft = np.array([[0.75, 0.25], [0.5, 0.5]])
+    out = _map_soft_labels(soft, np.array([2, 5]), np.array([1, 2, 5, 7]))
+    np.testing.assert_allclose(out, [[0.0, 0.75, 0.25, 0.0], [0.0, 0.5, 0.5, 0.0]])
+    assert label_kind(out) == "probabilities" and loss_for_labels(out) == "ce"
 
 
 @pytest.mark.parametrize("kwargs, match", [

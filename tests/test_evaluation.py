@@ -59,6 +59,30 @@ def test_soft_labels_use_mse(blobs):
         NeuralNetClassifier(**FAST_MLP).fit(X, y, soft_labels=soft[:, :2])
 
 
+def test_loss_follows_the_kind_of_the_labels(blobs):
+    X, y = blobs
+    probabilities = np.full((len(y), 3), 0.1)
+    probabilities[np.arange(len(y)), y] = 0.8
+    centred = np.eye(3)[y] - 1.0 / 3
+    for soft, loss in [(None, "ce"), (probabilities, "ce"), (centred, "mse")]:
+        clf = NeuralNetClassifier(**FAST_MLP, random_state=0).fit(X, y, soft_labels=soft)
+        assert clf.loss_ == loss and clf.score(X, y) > 0.9
+    assert NeuralNetClassifier(**FAST_MLP, loss="mse").fit(X, y, soft_labels=probabilities).loss_ == "mse"
+    for bad in (centred, probabilities * 2.0):
+        with pytest.raises(ValueError, match="loss='ce' needs soft labels that are probability"):
+            NeuralNetClassifier(**FAST_MLP, loss="ce").fit(X, y, soft_labels=bad)
+        with pytest.raises(ValueError, match="loss='ce'"):
+            evaluate(X, y, X, y, soft_labels=bad, loss="ce", n_models=1, **FAST_MLP)
+
+
+def test_soft_labels_beyond_float32_are_rejected(blobs):
+    X, y = blobs
+    soft = np.eye(3)[y]
+    soft[0, 0] = 1e39
+    with pytest.raises(ValueError, match=r"soft_labels.*too large for dtype\('float32'\)"):
+        NeuralNetClassifier(**FAST_MLP).fit(X, y, soft_labels=soft)
+
+
 def test_evaluate_reports_mean_and_std(blobs):
     X, y = blobs
     result = evaluate(X, y, X, y, n_models=3, random_state=0, **FAST_MLP)

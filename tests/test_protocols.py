@@ -11,6 +11,10 @@ from sklearn_distill import FRePoDistiller, RaTBPTTDistiller, RCIGDistiller, Ran
 from sklearn_distill.evaluation import NeuralNetClassifier, default_eval_steps
 from sklearn_distill.protocols import EvalProtocol, frepo_steps, get_protocol, rcig_steps
 
+# Soft labels of the two kinds: regression targets (centred one-hot) and probability rows.
+REGRESSION = np.array([[0.5, -0.5], [-0.5, 0.5]])
+PROBABILITIES = np.array([[0.7, 0.3], [0.2, 0.8]])
+
 
 def _rates(protocol, n_steps, steps, augmented=True):
     fn = protocol.schedule_fn(n_steps, augmented)
@@ -25,7 +29,7 @@ def test_library_protocol_keeps_the_former_values():
     # 10 % warm-up, cosine to 0
     np.testing.assert_allclose(_rates(p, 1000, [0, 50, 100, 550, 1000]),
                                [0, 5e-4, 1e-3, 5e-4, 0], atol=1e-9)
-    assert (p.loss(True), p.loss(False)) == ("mse", "ce")
+    assert (p.loss(REGRESSION), p.loss(PROBABILITIES), p.loss(None)) == ("mse", "ce", "ce")
 
 
 def test_frepo_schedule_and_step_table():
@@ -41,7 +45,7 @@ def test_frepo_schedule_and_step_table():
                                                                20000: 40000}
     # a shortened run warms up over half of it
     np.testing.assert_allclose(_rates(p, 100, [25, 50]), [1.5e-4, 3e-4], rtol=1e-5)
-    assert (p.loss(True), p.loss(False)) == ("mse", "mse")
+    assert (p.loss(REGRESSION), p.loss(PROBABILITIES), p.loss(None)) == ("mse", "mse", "mse")
 
 
 def test_rcig_schedule_steps_and_mirror():
@@ -59,7 +63,7 @@ def test_ratbptt_and_dc_optimisers():
     r = get_protocol("ratbptt")
     np.testing.assert_allclose(_rates(r, 3000, [0, 1500, 2999]), 1e-3)
     assert r.n_steps(100) == r.n_steps(5000) == 3000
-    assert (r.loss(True), r.loss(False)) == ("ce", "ce")
+    assert (r.loss(REGRESSION), r.loss(PROBABILITIES), r.loss(None)) == ("mse", "ce", "ce")
     d = get_protocol("dc")
     # 1,001 epochs of ceil(n / 256) batches; the rate / 10 after 502 epochs
     assert (d.n_steps(100), d.n_steps(500), d.n_steps(100, augmented=False)) == (1001, 2002, 301)

@@ -11,9 +11,9 @@ import pytest
 from sklearn_distill import MLP
 from sklearn_distill import _pool
 from sklearn_distill._backend import backend_context
-from sklearn_distill._training import (centred_one_hot, init_labels, init_synthetic,
-                                       label_margin_loss, load_checkpoint, restore_state,
-                                       run_loop, save_checkpoint, select_tree)
+from sklearn_distill._training import (centred_one_hot, divergence_causes, init_labels,
+                                       init_synthetic, label_margin_loss, load_checkpoint,
+                                       restore_state, run_loop, save_checkpoint, select_tree)
 from sklearn_distill.networks import with_num_classes
 
 
@@ -98,6 +98,73 @@ def test_run_loop_divergence_keeps_last_good_state():
     # x reaches 4 after 4 good steps; the 5th step (x=5) has an infinite loss.
     assert result.stop_reason == "diverged" and result.step == 4
     assert float(result.state["x"]) == 4.0 and bool(result.state["ok"])
+
+
+def test_run_loop_names_the_causes_and_refuses_a_run_without_a_step():
+    seen = []
+
+    def diagnose(state, steps_taken):
+        seen.append((float(state["x"]), steps_taken))
+        return ["the toy cause"]
+
+    with pytest.warns(UserWarning, match="Likely causes: the toy cause"):
+        run_loop(_toy_step, {"x": jnp.array(0.0), "ok": jnp.array(True)}, n_steps=20,
+                 diagnose=diagnose)
+    assert seen == [(4.0, 4)]
+    # From x = 4 the very first step is non-finite: the initial state is no result.
+    with pytest.raises(FloatingPointError, match="no step was taken.*the toy cause"):
+        run_loop(_toy_step, {"x": jnp.array(4.0), "ok": jnp.array(True)}, n_steps=20,
+                 diagnose=diagnose)
+    # A resumed run keeps what earlier steps learned: a warning, not an error.
+    with pytest.warns(UserWarning, match="non-finite"):
+        result = run_loop(_toy_step, {"x": jnp.array(4.0), "ok": jnp.array(True)}, n_steps=20,
+                          start_step=7)
+    assert result.step == 7 and result.stop_reason == "diverged"
+
+
+def test_divergence_causes():
+    rows = np.array([[0.0, 1.0], [0.0, 1.0], [2.0, 3.0]])
+    causes = divergence_causes(rows, rows, ridge=0.0, learning_rate=1e-3, steps_taken=0)
+    assert len(causes) == 2 and "singular: 1 of its 3 rows repeat" in causes[0]
+    assert "`ridge`=0" in causes[1]  # no learning rate: no update happened before the failure
+    causes = divergence_causes(rows[1:], rows * 1e6, ridge=1e-6, learning_rate=1e-3, steps_taken=3)
+    assert "extreme values (largest |x| = 3e+06)" in causes[0] and "learning_rate" in causes[-1]
+    causes = divergence_causes(rows[1:] * 1e5, rows, learning_rate=0.5, steps_taken=3)
+    assert "grew to |x| = 3e+05" in causes[0] and causes[-1].startswith("otherwise")
+    assert divergence_causes(rows[1:], rows, learning_rate=0.5) == [
+        "a learning rate too large for this data (`learning_rate`=0.5)"]
+
+
+def _digit_rows(n=200):
+    """Digits as rows, and the same labels with every row of a class replaced by its first."""
+    from sklearn_distill import load_digits_images
+
+    X, y = load_digits_images(return_X_y=True)
+    X, y = X[:n].reshape(n, -1), y[:n]
+    return X, np.stack([X[y == c][0] for c in range(10)])[y], y
+
+
+@pytest.mark.parametrize("method", ["frepo", "krr", "rcig", "ratbptt"])
+def test_a_fit_that_took_no_step_raises_with_its_cause(method):
+    import sklearn_distill as sd
+
+    real, X, y = _digit_rows()
+    tiny = dict(ipc=2, n_steps=2, model=MLP(hidden_sizes=(8,)), random_state=0)
+    estimator, data, match = {
+        # Singular kernel systems: repeated synthetic rows and no ridge.
+        "frepo": (sd.FRePoDistiller(batch_size=32, pool_size=2, max_online_steps=2, ridge=0.0,
+                                    **tiny), X, r"singular.*`ridge`=0"),
+        "krr": (sd.KRRDistiller(n_networks=2, batch_size=16, ridge=0.0, **tiny), X,
+                r"singular.*`ridge`=0"),
+        # Extreme values in the data.
+        "rcig": (sd.RCIGDistiller(batch_size=16, pool_size=2, online_steps=1, n_inner=2, n_hinv=2,
+                                  inner_learning_rate=1e-3, hinv_learning_rate=1e-3, **tiny),
+                 real * 1e30, r"extreme values \(largest \|x\| = 1e\+30\)"),
+        "ratbptt": (sd.RaTBPTTDistiller(window=1, unroll=2, batch_size=16, init="real", **tiny),
+                    real * 1e20, r"extreme values \(largest \|x\| = 1e\+20\)"),
+    }[method]
+    with pytest.raises(FloatingPointError, match="no step was taken.*" + match):
+        estimator.fit(data, y)
 
 
 def test_run_loop_interrupt():

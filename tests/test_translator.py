@@ -228,7 +228,8 @@ def test_translated_set_beats_single_network_and_random_on_digits():
     acc = fitted.score(X_te, y_te)
     single = evaluate(fitted.single_network_X_, fitted.synthetic_y_, X_te, y_te,
                       soft_labels=fitted.synthetic_y_soft_, n_models=4, model=model, n_steps=300,
-                      random_state=1).mean
+                      random_state=fitted._eval_seed()).mean  # the networks score() trains
     rand = RandomDistiller(ipc=1, **common).fit(X_tr, y_tr).score(X_te, y_te)
-    # Measured: 77.1, 73.7, 59.6 (76.5 without the scale anchor, whose set's std drifts to 1.42).
+    # Measured: 77.1, 73.7, 59.6 (76.5 without the scale anchor, whose set's std drifts to 1.42);
+    # 72.0, 67.6, 58.5 with the evaluation networks seeded by a seed split from random_state.
     assert acc > single + 0.01 and acc > rand + 0.1, (acc, single, rand)

@@ -18,7 +18,7 @@ from sklearn.base import clone
 from sklearn.utils._param_validation import HasMethods, Interval
 from sklearn.utils.validation import check_is_fitted
 
-from .._validation import random_seed, validate_training_data
+from .._validation import child_seed, random_seed, validate_training_data
 from ..base import BaseDistiller, WarmStart
 
 __all__ = ["BoostedDistiller"]
@@ -41,7 +41,8 @@ class BoostedDistiller(BaseDistiller):
     distiller : BaseDistiller
         A gradient-based distiller that can continue from an earlier synthetic set
         (``_supports_warm_start``), e.g. :class:`RaTBPTTDistiller`. It is cloned for every block,
-        with ``ipc=block_ipc`` and a ``random_state`` derived from ``random_state`` and the block.
+        with ``ipc=block_ipc`` and ``random_state``: unchanged for the first block (which is then the
+        distiller fitted alone), split from it with ``SeedSequence`` for the others.
         Its ``checkpoint`` file, if any, gets a ``.block<k>`` suffix per block.
     block_ipc : int, default=1
         Samples per class added by each block.
@@ -119,8 +120,9 @@ class BoostedDistiller(BaseDistiller):
         warm, history, n_iter = None, {}, 0
         fitted = None
         for b in range(self.n_blocks):
-            est = clone(self.distiller).set_params(ipc=self.block_ipc,
-                                                    random_state=(base_seed + b) % (2 ** 32))
+            # Block 0 is the distiller fitted alone; later blocks get seeds split from it.
+            seed = base_seed if b == 0 else child_seed(base_seed, b)
+            est = clone(self.distiller).set_params(ipc=self.block_ipc, random_state=seed)
             ckpt = getattr(est, "checkpoint", None)
             if ckpt is not None:
                 est.set_params(checkpoint=f"{os.fspath(ckpt)}.block{b}")

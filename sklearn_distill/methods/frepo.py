@@ -341,6 +341,7 @@ class FRePoDistiller(GradientDistiller):
     _method_name = "FRePo"
     _meta_step = staticmethod(_meta_step)
     _resolved_parameters = ("flip",)
+    _diagnose_ridge = True
 
     def _default_model(self, sample_shape):
         # The official layout: batch norm on the input of convolutions 2..d, momentum 0.1.

@@ -21,10 +21,9 @@ A method supplies hooks; everything else is inherited::
     _finish(result, run, synthetic) -> DistillationResult
 
 and optionally ``_initial_set``, ``_warm_labels``, ``_check_data``, ``_fresh_state``,
-``_checkpoint_extra`` (``_resolved_parameters``), ``_checkpoint_exclude`` and ``_evaluation_loss`` (a
-:class:`~sklearn_distill.BaseDistiller` attribute: ``"ce"`` when the learned labels are
-probabilities). See the architecture page of the documentation for a whole
-method written in one file.
+``_checkpoint_extra`` (``_resolved_parameters``) and ``_checkpoint_exclude``. The evaluation loss
+needs no hook: it follows from the kind of the learned labels (:mod:`sklearn_distill._labels`).
+See the architecture page of the documentation for a whole method written in one file.
 """
 
 import os
@@ -37,8 +36,8 @@ import numpy as np
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 
 from .._sharding import DEVICES_CONSTRAINT, data_parallel
-from .._training import (data_fingerprint, init_synthetic, restore_state, run_loop,
-                         seed_description)
+from .._training import (data_fingerprint, divergence_causes, init_synthetic, restore_state,
+                         run_loop, seed_description)
 from ..base import BaseDistiller
 from ..networks import with_num_classes
 
@@ -127,6 +126,9 @@ class GradientDistiller(BaseDistiller):
     # Parameters recorded in checkpoint configurations as resolved by the fit (see
     # _checkpoint_extra), e.g. ("flip",).
     _resolved_parameters = ()
+    # Whether the method's ``ridge`` parameter regularises a kernel solve that a divergence
+    # diagnosis should name (FRePo).
+    _diagnose_ridge = False
 
     # -- hooks ----------------------------------------------------------------------------------
 
@@ -179,6 +181,15 @@ class GradientDistiller(BaseDistiller):
         static configuration ``run["config"]`` holds them.
         """
         return {name: getattr(run["config"], name) for name in self._resolved_parameters}
+
+    def _diagnosis(self, X):
+        """What :func:`run_loop` calls with ``(state, steps_taken)`` when a step fails: the
+        causes of the failure it can detect (:func:`divergence_causes`) in the synthetic rows
+        ``state["x"]`` and the real data ``X``. Methods with a kernel ridge pass it on."""
+        ridge = getattr(self, "ridge", None) if self._diagnose_ridge else None
+        return lambda state, k: divergence_causes(state["x"], X, ridge=ridge,
+                                                  learning_rate=self.learning_rate,
+                                                  steps_taken=k)
 
     # -- the shared pieces ----------------------------------------------------------------------
 
@@ -255,6 +266,6 @@ class GradientDistiller(BaseDistiller):
                           start_step=start_step, log_every=self.log_every,
                           checkpoint=self.checkpoint, checkpoint_every=self.checkpoint_every,
                           checkpoint_config=ckpt_config, history=history, verbose=self.verbose,
-                          description=self._method_name)
+                          description=self._method_name, diagnose=self._diagnosis(X))
         self.stop_reason_ = result.stop_reason
         return self._finish(result, run, synthetic)

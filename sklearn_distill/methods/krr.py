@@ -36,8 +36,8 @@ import optax
 from sklearn.utils._param_validation import Interval
 
 from .._sharding import DataParallel, data_parallel
-from .._training import (centred_one_hot, init_labels, init_synthetic, run_loop, sample_rows,
-                         select_tree, tree_isfinite)
+from .._training import (centred_one_hot, divergence_causes, init_labels, init_synthetic,
+                         run_loop, sample_rows, select_tree, tree_isfinite)
 from ..base import BaseDistiller, DistillationResult
 from ..kernels import feature_regression_loss
 from ..networks import default_network, features, init_variables, with_num_classes
@@ -158,6 +158,7 @@ def krr_run(X_real, Y_real, x0, labels0, mask, key, *, model, n_networks, steps_
                         bool(learn_labels), precision, placement,
                         renew_every_step=bool(renew_every_step))
     net_key, loop_key = jax.random.split(key)
+    X_host = X_real
     X_real, Y_real = placement.put((np.asarray(X_real, np.float32), np.asarray(Y_real, np.float32)))
     variables = (init_random_network(model, net_key, tuple(X_real.shape[1:]))
                  if fixed_variables is None else jax.tree.map(jnp.asarray, fixed_variables))
@@ -170,7 +171,9 @@ def krr_run(X_real, Y_real, x0, labels0, mask, key, *, model, n_networks, steps_
     mask = placement.put(np.asarray(mask, np.float32))
     result = run_loop(lambda s: _krr_step(s, X_real, Y_real, mask, hyper, config), state,
                       n_steps=int(n_networks) * int(steps_per_network), log_every=log_every,
-                      verbose=verbose, description=description)
+                      verbose=verbose, description=description,
+                      diagnose=lambda s, k: divergence_causes(s["x"], X_host, ridge=ridge,
+                                                           learning_rate=learning_rate, steps_taken=k))
     out = jax.device_get({"x": result.state["x"], "y": result.state["y"]})
     return np.asarray(out["x"], np.float32), np.asarray(out["y"], np.float32), result
 

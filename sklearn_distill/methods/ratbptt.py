@@ -553,7 +553,9 @@ class RaTBPTTDistiller(GradientDistiller):
         See :class:`~sklearn_distill.base.BaseDistiller`.
     synthetic_y_soft_ : ndarray of shape (n_synthetic, n_classes) or None
         The softmax of the learned label logits (``learn_labels=True``), else ``None``.
-        :meth:`score` trains on them with cross-entropy.
+        Probability rows, so :meth:`score`, :class:`~sklearn_distill.DistilledClassifier` and the
+        class-incremental evaluation all train on them with cross-entropy (the package's rule,
+        :func:`~sklearn_distill._labels.loss_for_labels`).
     n_iter_ : int
     history_ : dict of list
         ``"step"``, ``"time"``, ``"loss"`` (mean real-batch cross-entropy since the last log).
@@ -644,9 +646,6 @@ class RaTBPTTDistiller(GradientDistiller):
     # -- the hooks of GradientDistiller ---------------------------------------------------------
 
     _method_name = "RaT-BPTT"
-    # Learned labels are probabilities (the softmax of the label logits): the evaluation networks
-    # fit them with cross-entropy, as the inner training does.
-    _evaluation_loss = "ce"
     # How the prefix runs and the real batch is chunked never changes the synthetic set.
     _checkpoint_exclude = frozenset({"rematerialize", "prefix_loop", "real_chunk_size"})
 
