@@ -33,7 +33,7 @@ import numpy as np
 from scipy import sparse
 from sklearn.base import BaseEstimator, OneToOneFeatureMixin
 from sklearn.utils import get_tags
-from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions, validate_params
 from sklearn.utils.validation import check_is_fitted
 
 from ._jax import library_prng
@@ -263,6 +263,8 @@ class BaseDistiller(_StratifiedCVMixin, OneToOneFeatureMixin, BaseEstimator):
         """
         return self.evaluate(X, y).mean
 
+    @validate_params({"n_models": [Interval(Integral, 1, None, closed="left"), None],
+                      "progress": [str, None]}, prefer_skip_nested_validation=True)
     def evaluate(self, X, y, n_models=None, progress=None):
         """Like :meth:`score`, but return the full :class:`~sklearn_distill.EvaluationResult`.
 

@@ -22,7 +22,7 @@ from numbers import Integral, Real
 import jax
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
-from sklearn.utils._param_validation import Interval, StrOptions, HasMethods
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions, validate_params
 from sklearn.utils.validation import check_is_fitted
 
 from ._jax import library_prng
@@ -328,6 +328,8 @@ class EvaluationResult:
         return f"{100 * self.mean:.2f} ± {100 * self.std:.2f} %"
 
 
+@validate_params({"n_models": [Interval(Integral, 1, None, closed="left")],
+                  "progress": [str, None]}, prefer_skip_nested_validation=True)
 def evaluate(X_train, y_train, X_test, y_test, *, soft_labels=None, n_models=5, model=None,
              n_steps="auto", learning_rate=None, batch_size=None, loss="auto", augment="auto",
              weight_decay=None, protocol="library", image_shape=None, random_state=None,
@@ -385,10 +387,8 @@ def _evaluate(X_train, y_train, X_test, y_test, *, soft_labels=None, n_models=5,
     """:func:`evaluate`; ``test_validated``: ``X_test`` is already checked, in the internal layout.
 
     A fitted distiller's ``score`` validates its test data against its own fit and passes it on
-    here, so the data is validated once.
+    here, so the data is validated once. The callers validate ``n_models``.
     """
-    if not isinstance(n_models, Integral) or n_models < 1:
-        raise ValueError(f"`n_models` must be a positive integer; got {n_models!r}.")
     clf = NeuralNetClassifier(model, n_steps=n_steps, learning_rate=learning_rate,
                               batch_size=batch_size, loss=loss, augment=augment,
                               weight_decay=weight_decay, protocol=protocol,

@@ -95,6 +95,16 @@ def test_evaluate_reports_mean_and_std(blobs):
         evaluate(X, y, X, y, n_models=0)
 
 
+def test_a_fitted_distiller_checks_n_models_before_training(blobs):
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    X, y = blobs
+    distiller = HerdingDistiller(ipc=2).fit(X, y)
+    for bad in (0, 1.5, "3"):
+        with pytest.raises(InvalidParameterError, match="'n_models' parameter"):
+            distiller.evaluate(X, y, n_models=bad)
+
+
 def test_image_training_with_augmentation():
     X, y = load_digits_images(return_X_y=True)
     result = evaluate(X[:500], y[:500], X[500:800], y[500:800], n_models=2, model=ConvNet(width=8, depth=2),

@@ -125,6 +125,16 @@ def test_translators_saved_without_the_anchor_load_without_it(tmp_path):
 
 # -- stage 1: the cache ---------------------------------------------------------------------------
 
+def test_cache_extend_checks_n_tasks_before_touching_the_data(tmp_path):
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    cache = TranslatorCache(tmp_path / "c", **CACHE)
+    for bad in (-1, 2.5, "4"):
+        with pytest.raises(InvalidParameterError, match="'n_tasks' parameter"):
+            cache.extend(np.zeros((4, 8, 8, 1)), np.arange(4) % 2, n_tasks=bad)
+    assert not (tmp_path / "c").exists()
+
+
 def test_cache_round_trips_resumes_and_checks_its_configuration(cache, digits, tmp_path):
     X, y = digits
     tasks = cache.tasks()

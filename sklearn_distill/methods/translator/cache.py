@@ -304,6 +304,9 @@ class TranslatorCache:
                              f"the data ({len(classes)}).")
         return X, y_enc.astype(np.int32), info
 
+    @validate_params({"n_tasks": [Interval(Integral, 0, None, closed="left")],
+                      "n_jobs": [Integral, None], "verbose": ["verbose"]},
+                     prefer_skip_nested_validation=True)
     def extend(self, X, y, n_tasks, *, n_jobs=None, verbose=0):
         """Make sure sub-tasks ``0 .. n_tasks-1`` are cached, computing only the missing ones.
 
@@ -324,8 +327,6 @@ class TranslatorCache:
         """
         from joblib import Parallel, delayed
 
-        if isinstance(n_tasks, bool) or not isinstance(n_tasks, Integral) or n_tasks < 0:
-            raise ValueError(f"`n_tasks` must be a non-negative integer; got {n_tasks!r}.")
         X, y, info = self._check_data(X, y)
         config = dict(self.config)
         if config["model"] is None:
