@@ -70,10 +70,9 @@ class ResumableHTTPDownloader:
 
 def file_matches(path, known_hash):
     """Whether the file at ``path`` has the hash ``known_hash`` (``"sha256:..."``, ``"md5:..."``)."""
-    import pooch
+    from pooch.hashes import hash_matches
 
-    algorithm, expected = known_hash.split(":")
-    return pooch.file_hash(os.fspath(path), alg=algorithm).lower() == expected.lower()
+    return hash_matches(os.fspath(path), known_hash)
 
 
 def fetch_file(url, path, known_hash, progress=True):

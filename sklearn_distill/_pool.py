@@ -69,9 +69,8 @@ def init_pool(key, model, sample_shape, pool_size, max_online_steps, optimizer, 
     """
     keys = jax.random.split(key, pool_size)
     variables, opt_state = jax.vmap(lambda k: init_member(k, model, sample_shape, optimizer))(keys)
-    steps = (max_online_steps // pool_size) * jnp.arange(pool_size, dtype=jnp.int32)
-    if not stagger:
-        steps = jnp.zeros((pool_size,), jnp.int32)
+    steps = ((max_online_steps // pool_size) * jnp.arange(pool_size, dtype=jnp.int32) if stagger
+             else jnp.zeros((pool_size,), jnp.int32))
     return ModelPool(variables, opt_state, steps)
 
 
@@ -153,6 +152,8 @@ def online_update(pool, index, key, X, targets, *, model, optimizer, max_online_
     -------
     ModelPool
     """
+    if replace not in ("on_visit", "after_training"):
+        raise ValueError(f"`replace` must be 'on_visit' or 'after_training'; got {replace!r}.")
     init_key, batch_key = jax.random.split(key)
     X = jax.lax.stop_gradient(X)
     targets = jax.lax.stop_gradient(targets)

@@ -17,7 +17,7 @@ import optax
 from .networks import has_batch_norm, init_variables
 from .protocols import EvalProtocol
 
-__all__ = ["network_loss", "apply_network", "train_step", "make_optimizer", "train_networks",
+__all__ = ["network_loss", "apply_network", "train_step", "train_networks",
            "predict_networks"]
 
 
@@ -59,16 +59,6 @@ def train_step(model, optimizer, variables, opt_state, x, targets, loss, weights
     updates, opt_state = optimizer.update(grads, opt_state, variables["params"])
     params = optax.apply_updates(variables["params"], updates)
     return {**new_vars, "params": params}, opt_state, value
-
-
-def make_optimizer(learning_rate, n_steps, weight_decay=0.0, warmup_fraction=0.1):
-    """Adam(W) with linear warm-up then cosine decay to zero, as in the protocol."""
-    warmup = max(1, int(warmup_fraction * n_steps))
-    schedule = optax.warmup_cosine_decay_schedule(0.0, learning_rate, warmup, max(n_steps, warmup + 1),
-                                                  end_value=0.0)
-    if weight_decay:
-        return optax.adamw(schedule, weight_decay=weight_decay)
-    return optax.adam(schedule)
 
 
 _STATIC = ("model", "n_steps", "loss", "augmentation", "protocol")
@@ -193,5 +183,6 @@ def predict_networks(model, variables, X, chunk_size=256):
         pad = size - chunk.shape[0]
         if pad:
             chunk = np.concatenate([chunk, np.zeros((pad,) + chunk.shape[1:], chunk.dtype)])
-        out.append(np.asarray(_predict_stacked(model, variables, jnp.asarray(chunk)))[:, :size - pad])
-    return np.concatenate(out, axis=1)
+        out.append(_predict_stacked(model, variables, jnp.asarray(chunk))[:, :size - pad])
+    # One transfer to the host at the end: the chunks' dispatches do not wait on each other.
+    return np.concatenate([np.asarray(o) for o in jax.device_get(out)], axis=1)

@@ -46,7 +46,7 @@ __all__ = ["LoopResult", "run_loop", "select_tree", "tree_isfinite", "save_check
            "load_checkpoint", "restore_state", "data_fingerprint", "init_synthetic",
            "centred_one_hot", "init_labels", "label_margin_loss",
            "scale_rows", "resolve_flip", "seed_description", "key_data", "sample_rows",
-           "real_batch", "divergence_causes"]
+           "real_batch", "divergence_causes", "divergence_diagnosis"]
 
 _INITS = ("real", "noise", "real+noise")
 
@@ -412,6 +412,16 @@ def divergence_causes(x_syn, X_real=None, *, ridge=None, learning_rate=None, ste
         causes.append(("otherwise " if causes else "") +
                       f"a learning rate too large for this data (`learning_rate`={learning_rate:g})")
     return causes
+
+
+def divergence_diagnosis(X_real, *, ridge=None, learning_rate=None):
+    """The ``diagnose`` callback of :func:`run_loop`: ``(state, steps_taken) -> causes``.
+
+    It runs :func:`divergence_causes` on the synthetic rows ``state["x"]`` against ``X_real``,
+    naming ``ridge`` (methods with a kernel solve) and ``learning_rate`` where they apply.
+    """
+    return lambda state, steps_taken: divergence_causes(
+        state["x"], X_real, ridge=ridge, learning_rate=learning_rate, steps_taken=steps_taken)
 
 
 def run_loop(step_fn, state, *, n_steps, start_step=0, log_every=100, checkpoint=None,

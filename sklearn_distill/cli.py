@@ -314,8 +314,15 @@ def _load(args):
         return X_train, y_train, X_test, y_test, np.asarray(data.target_names)
     bunch = load_benchmark(args.dataset, args.data_home, download=not args.no_download,
                            progress=not args.quiet)
-    return (bunch.X_train.astype(np.float32) / 255.0, bunch.y_train,
-            bunch.X_test.astype(np.float32) / 255.0, bunch.y_test, np.asarray(bunch.classes))
+    return (_unit_scale(bunch.X_train), bunch.y_train, _unit_scale(bunch.X_test), bunch.y_test,
+            np.asarray(bunch.classes))
+
+
+def _unit_scale(images):
+    """uint8 images as float32 in [0, 1], scaled in place (one float32 copy, not two)."""
+    X = images.astype(np.float32)
+    X /= 255.0
+    return X
 
 
 def _preprocess(spec, X_train, X_test):
@@ -437,7 +444,7 @@ def main(argv=None):
         print(f"sklearn-distill: {exc}", file=sys.stderr)
         return 2
 
-    from . import ConvNet, RandomDistiller, evaluate, plot_synthetic_images
+    from . import RandomDistiller, evaluate, plot_synthetic_images
     from ._version import __version__
 
     size = _accelerator() if args.settings == "auto" else args.settings
@@ -473,7 +480,7 @@ def main(argv=None):
              distiller.evaluate(X_test, y_test, progress=progress), distill_time)]
     # Every row under the distiller's evaluation protocol and network, so that they compare.
     protocol = distiller._eval_protocol()
-    eval_model = ConvNet(width=s["width"], depth=s["depth"], norm="none")
+    eval_model = _convnet(s)
     random_subset = RandomDistiller(ipc=args.ipc, n_eval_models=s["eval_models"],
                                     eval_steps=s["eval_steps"], eval_model=eval_model,
                                     eval_protocol=protocol, random_state=args.seed)

@@ -13,7 +13,6 @@ import gzip
 import io
 import os
 import tarfile
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import NamedTuple
@@ -21,6 +20,8 @@ from typing import NamedTuple
 import numpy as np
 from sklearn.datasets import load_digits
 from sklearn.utils import Bunch
+
+from .io import atomic_savez
 
 __all__ = ["load_digits_images", "load_benchmark", "get_data_home", "BENCHMARKS", "SOURCES"]
 
@@ -363,19 +364,6 @@ _DECODERS = {"mnist": lambda folder, progress: _decode_idx(folder, list("0123456
 # The cache and the public loader
 # --------------------------------------------------------------------------------------------
 
-def _save_atomic(path, arrays):
-    """Write the ``.npz`` to a temporary file beside ``path``, then move it into place."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
 def _base_url(name, base_url):
     if base_url is not None:
         return str(base_url).rstrip("/") + "/"
@@ -516,7 +504,7 @@ def load_benchmark(name, data_home=None, download=True, return_X_y=False, *, bas
     for path, files, decode in caches:
         if not path.is_file():
             folder = _fetch_files(name, files, home, download, base_url, progress)
-            _save_atomic(path, decode(folder))
+            atomic_savez(path, decode(folder), prefix=f".{path.name}-")
         arrays.update(_read_npz(path))
     missing = [k for k in _KEYS if k not in arrays]
     if missing:

@@ -50,11 +50,11 @@ def default_eval_model(sample_shape, protocol="library"):
     (:func:`~sklearn_distill.networks.default_network`).
     """
     name = get_protocol(protocol).name
-    if len(sample_shape) == 1 or name == "library":
-        return default_network(sample_shape)
-    if name in ("frepo", "rcig"):
+    if len(sample_shape) > 1 and name in ("frepo", "rcig"):
         return default_network(sample_shape, width_doubling=True)
-    return default_network(sample_shape, norm="instance").clone(weight_init="pytorch")
+    if len(sample_shape) > 1 and name in ("ratbptt", "dc"):
+        return default_network(sample_shape, norm="instance").clone(weight_init="pytorch")
+    return default_network(sample_shape)  # "library", rows, and protocols of other names
 
 
 def default_eval_steps(n_train):

@@ -370,9 +370,9 @@ class EvalProtocol:
         if soft_labels is None:
             return self.hard_loss
         kind = label_kind(soft_labels)
-        if kind == "regression" or self.soft_loss != "auto":
-            return "mse" if kind == "regression" else self.soft_loss
-        return LOSS_OF_LABEL_KIND[kind]
+        if kind == "regression":
+            return "mse"
+        return LOSS_OF_LABEL_KIND[kind] if self.soft_loss == "auto" else self.soft_loss
 
 
 def _restarting_trace(decay, restart_step):

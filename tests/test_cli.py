@@ -150,3 +150,17 @@ def test_cifar100_herding_from_a_cache_built_by_the_test_server(tmp_path, monkey
     s = load_synthetic_set(tmp_path / "out" / "cifar100_herding_ipc1.npz")
     assert s.X.shape == (100, 32, 32, 3) and len(s.metadata["class_names"]) == 100
     assert s.metadata["class_names"][:2] == ["fine0", "fine1"]
+
+
+def test_bad_arguments(capsys):
+    assert main(["--ipc", "0", "--method", "herding"]) == 2
+    assert main(["--ipc", "500", "--method", "random", "--quiet"]) == 2
+    assert "ipc" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--method", "magic"])
+
+
+def test_module_entry_point_help():
+    out = subprocess.run([sys.executable, "-m", "sklearn_distill", "--help"], capture_output=True,
+                         text=True, check=True).stdout
+    assert "--dataset" in out and "--ipc" in out

@@ -30,9 +30,10 @@ def test_one_file_method_fits_checkpoints_and_boosts(dm, tmp_path):
     assert 0.0 <= fitted.score(X[:50], y[:50]) <= 1.0
     # Checkpoints come from the template: a finished run's checkpoint is resumed, not recomputed.
     path = str(tmp_path / "dm.ckpt")
-    dm(**{**tiny, "n_steps": 4}, checkpoint=path, checkpoint_every=2).fit(X, y)
+    writer = dm(**tiny, checkpoint=path, checkpoint_every=2).fit(X, y)
     resumed = dm(**tiny, checkpoint=path).fit(X, y)
     np.testing.assert_array_equal(resumed.synthetic_X_, fitted.synthetic_X_)
+    assert resumed.history_["time"] == writer.history_["time"]  # restored, not re-run
     with pytest.raises(ValueError, match="momentum"):
         dm(**tiny, momentum=1.5).fit(X, y)
     # So does the warm start: Boost-DD with beta=0 leaves the first block as it was.

@@ -156,6 +156,14 @@ def test_distillers_score_under_their_papers_protocol():
     assert RCIGDistiller().eval_protocol == "rcig"
     assert RaTBPTTDistiller().eval_protocol == "ratbptt"
     assert RandomDistiller().eval_protocol == "library"
+    # ... and score/evaluate train under it.
+    from sklearn_distill import MLP
+
+    X = np.random.default_rng(0).normal(size=(40, 3)).astype(np.float32)
+    y = np.arange(40) % 2
+    fitted = RandomDistiller(ipc=2, eval_protocol="dc", eval_steps=2, n_eval_models=1,
+                             eval_model=MLP(hidden_sizes=(4,)), random_state=0).fit(X, y)
+    assert fitted.evaluate(X, y).protocol == "dc"
 
 
 def test_evaluate_applies_the_protocol(monkeypatch):
@@ -165,7 +173,7 @@ def test_evaluate_applies_the_protocol(monkeypatch):
     seen = {}
 
     def fake_train(key, model, X, targets, **kwargs):
-        seen.update(kwargs, n_rows=X.shape[0])
+        seen.update(kwargs, n_rows=X.shape[0], X=np.asarray(X), targets=np.asarray(targets))
         raise RuntimeError("stop")
 
     monkeypatch.setattr(evaluation, "train_networks", fake_train)
@@ -175,6 +183,9 @@ def test_evaluate_applies_the_protocol(monkeypatch):
         NeuralNetClassifier(protocol="rcig").fit(X, y)
     assert (seen["n_rows"], seen["n_steps"], seen["loss"]) == (40, 5000, "mse")
     assert seen["augmentation"] is None and seen["protocol"].name == "rcig"
+    # The mirror images are the left-right flips of the set, with the same targets.
+    np.testing.assert_array_equal(seen["X"][20:], seen["X"][:20, :, ::-1])
+    np.testing.assert_array_equal(seen["targets"][20:], seen["targets"][:20])
     with pytest.raises(RuntimeError, match="stop"):
         NeuralNetClassifier(protocol="dc", learning_rate=0.05, n_steps=7).fit(X, y)
     assert (seen["n_rows"], seen["n_steps"], seen["loss"]) == (20, 7, "ce")

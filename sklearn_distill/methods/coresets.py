@@ -209,7 +209,7 @@ class _EmbeddingCoreset(_CoresetDistiller):
             return super()._embed(X)
         Xin = self.layout_.to_input(X)
         E = self.embedding.transform(Xin) if hasattr(self.embedding, "transform") else self.embedding(Xin)
-        E = sparse.csr_matrix(E, dtype=np.float64) if sparse.issparse(E) else np.asarray(E, np.float64)
+        E = _as_float64(E)
         n = X.shape[0]
         if E.ndim != 2 or E.shape[0] != n:
             raise ValueError(f"`embedding` must map the {n} rows to a 2-D array (n_samples, "

@@ -36,7 +36,7 @@ import numpy as np
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 
 from .._sharding import DEVICES_CONSTRAINT, data_parallel
-from .._training import (data_fingerprint, divergence_causes, init_synthetic, restore_state,
+from .._training import (data_fingerprint, divergence_diagnosis, init_synthetic, restore_state,
                          run_loop, seed_description)
 from ..base import BaseDistiller
 from ..networks import with_num_classes
@@ -187,9 +187,7 @@ class GradientDistiller(BaseDistiller):
         causes of the failure it can detect (:func:`divergence_causes`) in the synthetic rows
         ``state["x"]`` and the real data ``X``. Methods with a kernel ridge pass it on."""
         ridge = getattr(self, "ridge", None) if self._diagnose_ridge else None
-        return lambda state, k: divergence_causes(state["x"], X, ridge=ridge,
-                                                  learning_rate=self.learning_rate,
-                                                  steps_taken=k)
+        return divergence_diagnosis(X, ridge=ridge, learning_rate=self.learning_rate)
 
     # -- the shared pieces ----------------------------------------------------------------------
 
@@ -233,9 +231,10 @@ class GradientDistiller(BaseDistiller):
 
     def _checkpoint_config(self, X, y, model, run, warm_start):
         """What a checkpoint must match to be resumed: one rule for every method."""
-        skip = _NEUTRAL | self._checkpoint_exclude | set(self._checkpoint_extra(run))
+        extra = self._checkpoint_extra(run)
+        skip = _NEUTRAL | self._checkpoint_exclude | set(extra)
         params = {k: _jsonable(v) for k, v in self.get_params(deep=False).items() if k not in skip}
-        return {"method": self._method_name, **params, **self._checkpoint_extra(run),
+        return {"method": self._method_name, **params, **extra,
                 "model": repr(model), "random_state": seed_description(self.random_state),
                 "data": data_fingerprint(X, y),
                 "warm_start": None if warm_start is None else {

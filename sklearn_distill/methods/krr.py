@@ -36,7 +36,7 @@ import optax
 from sklearn.utils._param_validation import Interval
 
 from .._sharding import DataParallel, data_parallel
-from .._training import (centred_one_hot, divergence_causes, init_labels, init_synthetic,
+from .._training import (centred_one_hot, divergence_diagnosis, init_labels, init_synthetic,
                          run_loop, sample_rows, select_tree, tree_isfinite)
 from ..base import BaseDistiller, DistillationResult
 from ..kernels import feature_regression_loss
@@ -172,8 +172,8 @@ def krr_run(X_real, Y_real, x0, labels0, mask, key, *, model, n_networks, steps_
     result = run_loop(lambda s: _krr_step(s, X_real, Y_real, mask, hyper, config), state,
                       n_steps=int(n_networks) * int(steps_per_network), log_every=log_every,
                       verbose=verbose, description=description,
-                      diagnose=lambda s, k: divergence_causes(s["x"], X_host, ridge=ridge,
-                                                           learning_rate=learning_rate, steps_taken=k))
+                      diagnose=divergence_diagnosis(X_host, ridge=ridge,
+                                                    learning_rate=learning_rate))
     out = jax.device_get({"x": result.state["x"], "y": result.state["y"]})
     return np.asarray(out["x"], np.float32), np.asarray(out["y"], np.float32), result
 
