@@ -24,6 +24,13 @@ The decisions (the reason, measured, stays at each call site):
 ``host_loops``
     Long loops without gradient (RaT-BPTT's prefix of the unroll) run from Python, one jitted
     step per iteration, instead of inside the jitted meta-step. Auto: on the CPU.
+``network_precision``
+    The precision of the distillation network's convolutions and dense layers
+    (``network_precision="auto"`` of the distillers, :mod:`sklearn_distill._precision`): one of
+    ``"float32"``, ``"tf32"``, ``"bfloat16"``, ``"float64"``. Auto: ``"float32"`` on the CPU,
+    where TF32 does not exist (it computes exactly as float32) and bfloat16 was measured slower
+    (``benchmarks/results/network_precision_cpu.md``); ``"tf32"`` on accelerators, pending a GPU
+    measurement of its speed and accuracy effect.
 
 A decision is read when a fit builds its static configuration (a jit static argument), so a
 compiled step always matches the policy it was built under. Values are per thread.
@@ -35,14 +42,18 @@ from contextlib import contextmanager
 import jax
 
 __all__ = ["DECISIONS", "backend_context", "get_backend_policy", "set_backend_policy",
-           "branch_free", "unroll", "host_loops"]
+           "branch_free", "unroll", "host_loops", "network_precision"]
 
 # The automatic rule of each decision: a function of "is the default backend the CPU?".
 DECISIONS = {
     "branch_free": lambda cpu: cpu,
     "unroll": lambda cpu: True,
     "host_loops": lambda cpu: cpu,
+    "network_precision": lambda cpu: "float32" if cpu else "tf32",
 }
+
+# The values of the decisions that are not booleans.
+_CHOICES = {"network_precision": ("float32", "tf32", "bfloat16", "float64")}
 
 _local = threading.local()
 
@@ -56,7 +67,10 @@ def _overrides():
 def _check(name, value):
     if name not in DECISIONS:
         raise ValueError(f"Unknown backend decision {name!r}; expected one of {sorted(DECISIONS)}.")
-    if value != "auto" and not isinstance(value, bool):
+    if name in _CHOICES:
+        if value != "auto" and value not in _CHOICES[name]:
+            raise ValueError(f"`{name}` must be 'auto' or one of {_CHOICES[name]}; got {value!r}.")
+    elif value != "auto" and not isinstance(value, bool):
         raise ValueError(f"`{name}` must be 'auto', True or False; got {value!r}.")
 
 
@@ -99,3 +113,8 @@ def unroll():
 def host_loops():
     """Whether long gradient-free loops run from Python, one jitted step per iteration."""
     return get_backend_policy()["host_loops"]
+
+
+def network_precision():
+    """The precision of the distillation network when a distiller's parameter is ``"auto"``."""
+    return get_backend_policy()["network_precision"]

@@ -9,10 +9,11 @@ from sklearn_distill._backend import backend_context, get_backend_policy, set_ba
 
 @pytest.mark.skipif(jax.default_backend() != "cpu", reason="the expected values are the CPU's")
 def test_policy_is_resolved_from_the_backend_and_scoped():
-    assert get_backend_policy() == {"branch_free": True, "unroll": True, "host_loops": True}
+    assert get_backend_policy() == {"branch_free": True, "unroll": True, "host_loops": True,
+                                    "network_precision": "float32"}
     with backend_context(branch_free=False, host_loops=False):
         assert get_backend_policy() == {"branch_free": False, "unroll": True,
-                                        "host_loops": False}
+                                        "host_loops": False, "network_precision": "float32"}
         assert not _backend.branch_free() and not _backend.host_loops()
         with backend_context(host_loops="auto"):  # back to the automatic rule, inside
             assert _backend.host_loops() and not _backend.branch_free()
@@ -24,3 +25,15 @@ def test_policy_is_resolved_from_the_backend_and_scoped():
         with backend_context(unroll="yes"):
             pass  # pragma: no cover
     assert get_backend_policy()["unroll"] is True
+
+
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="the expected values are the CPU's")
+def test_network_precision_decision_takes_its_values():
+    assert _backend.network_precision() == "float32"  # the CPU's automatic value
+    with backend_context(network_precision="tf32"):  # the accelerators' automatic value
+        assert _backend.network_precision() == "tf32"
+    assert _backend.network_precision() == "float32"
+    with pytest.raises(ValueError, match="`network_precision` must be 'auto' or one of"):
+        set_backend_policy(network_precision="float16")
+    with pytest.raises(ValueError, match="`network_precision` must be"):
+        set_backend_policy(network_precision=True)

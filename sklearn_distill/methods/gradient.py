@@ -35,6 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 
+from .._precision import NETWORK_PRECISIONS
 from .._sharding import DEVICES_CONSTRAINT, data_parallel
 from .._training import (data_fingerprint, divergence_diagnosis, init_synthetic, restore_state,
                          run_loop, seed_description)
@@ -42,9 +43,12 @@ from ..base import BaseDistiller
 from ..networks import with_num_classes
 
 __all__ = ["GradientDistiller", "SyntheticInit", "OPTIMISATION_CONSTRAINTS",
-           "GRADIENT_PARAMETER_CONSTRAINTS", "PRECISION_CONSTRAINT"]
+           "GRADIENT_PARAMETER_CONSTRAINTS", "PRECISION_CONSTRAINT",
+           "NETWORK_PRECISION_CONSTRAINT"]
 
 PRECISION_CONSTRAINT = [StrOptions({"highest", "high", "default"})]
+# The precision policy of the distillation network (sklearn_distill._precision).
+NETWORK_PRECISION_CONSTRAINT = [StrOptions(set(NETWORK_PRECISIONS))]
 
 # The parameters of every distiller that optimises a synthetic set with a network (KRR and the
 # translator included): same names, same meaning across methods.

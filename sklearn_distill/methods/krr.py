@@ -27,7 +27,7 @@ the ridge is rescaled to the true number of rows), so one compilation serves eve
 
 from functools import partial
 from numbers import Integral, Real
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -35,13 +35,15 @@ import numpy as np
 import optax
 from sklearn.utils._param_validation import Interval
 
+from .._precision import resolve_network_precision, with_network_precision
 from .._sharding import DataParallel, data_parallel
 from .._training import (centred_one_hot, divergence_diagnosis, init_labels, init_synthetic,
                          run_loop, sample_rows, select_tree, tree_isfinite)
 from ..base import BaseDistiller, DistillationResult
 from ..kernels import feature_regression_loss
 from ..networks import default_network, features, init_variables, with_num_classes
-from .gradient import GRADIENT_PARAMETER_CONSTRAINTS, OPTIMISATION_CONSTRAINTS, PRECISION_CONSTRAINT
+from .gradient import (GRADIENT_PARAMETER_CONSTRAINTS, NETWORK_PRECISION_CONSTRAINT,
+                       OPTIMISATION_CONSTRAINTS, PRECISION_CONSTRAINT)
 
 __all__ = ["KRRDistiller", "KRR_CONSTRAINTS", "default_random_network", "masked_krr_loss",
            "init_random_network", "krr_run", "single_network_distillation"]
@@ -93,6 +95,9 @@ class _KRRConfig(NamedTuple):
     # backend runs the real batch's convolutions several times slower (KRR, MNIST, 500 images:
     # 164 ms per step with the cond, 123 ms without renewing at all).
     renew_every_step: bool = False
+    # The resolved network_precision; ``model`` is then the network under it
+    # (sklearn_distill._precision.with_network_precision). None: the network as given.
+    network_precision: Optional[str] = None
 
 
 def _renew_impl(state, X_real, Y_real, config, new_network):
@@ -144,19 +149,24 @@ _krr_step = jax.jit(_krr_step_impl, static_argnames=("config",), donate_argnums=
 def krr_run(X_real, Y_real, x0, labels0, mask, key, *, model, n_networks, steps_per_network,
              batch_size, learning_rate, ridge, learn_labels, precision="highest",
              fixed_variables=None, log_every=100, verbose=0, description="KRR",
-             placement=DataParallel(None, None), renew_every_step=None):
+             placement=DataParallel(None, None), renew_every_step=None, network_precision=None):
     """Run Alg. 4 from ``(x0, labels0)``; returns ``(x, labels, LoopResult)`` as NumPy arrays.
 
     ``fixed_variables`` replaces the first random network (the cache's fixed network); with
     ``n_networks=1`` it is the only one. ``placement`` splits the real batches over devices.
     ``renew_every_step`` renews without ``lax.cond`` (see ``_KRRConfig``); ``None``: when every
     step takes a new network (``steps_per_network == 1``), the only case where it is right.
+    ``network_precision`` (resolved, see :mod:`sklearn_distill._precision`) runs the networks
+    under that policy; ``None``: as given.
     """
     if renew_every_step is None:
         renew_every_step = int(steps_per_network) == 1
-    config = _KRRConfig(model, placement.batch_size(batch_size, X_real.shape[0]),
+    network = model if network_precision is None else with_network_precision(model,
+                                                                             network_precision)
+    config = _KRRConfig(network, placement.batch_size(batch_size, X_real.shape[0]),
                         bool(learn_labels), precision, placement,
-                        renew_every_step=bool(renew_every_step))
+                        renew_every_step=bool(renew_every_step),
+                        network_precision=network_precision)
     net_key, loop_key = jax.random.split(key)
     X_host = X_real
     X_real, Y_real = placement.put((np.asarray(X_real, np.float32), np.asarray(Y_real, np.float32)))
@@ -248,6 +258,12 @@ class KRRDistiller(BaseDistiller):
         Relative ridge :math:`\lambda_0`.
     precision : {"highest", "high", "default"}, default="highest"
         Matmul precision of the regression (matters on GPUs/TPUs only).
+    network_precision : {"auto", "float32", "tf32", "bfloat16", "float64"}, default="auto"
+        Precision of the random networks' convolutions and dense layers, forward and backward
+        (see :mod:`sklearn_distill._precision`). The Gram matrices, the solve and the loss stay
+        float32 at ``precision``; :meth:`score`'s evaluation networks are not affected.
+        ``"auto"``: ``"float32"`` on the CPU, ``"tf32"`` on accelerators; as for
+        :class:`~sklearn_distill.FRePoDistiller`.
     image_shape : tuple or None, default=None
         ``(H, W, C)`` when images are given as 2-D rows.
     n_eval_models : int, default=5
@@ -308,11 +324,12 @@ class KRRDistiller(BaseDistiller):
         **KRR_CONSTRAINTS,
         "n_networks": [Interval(Integral, 1, None, closed="left"), None],
         "init": GRADIENT_PARAMETER_CONSTRAINTS["init"],
+        "network_precision": NETWORK_PRECISION_CONSTRAINT,
     }
 
     def __init__(self, ipc=1, *, n_steps=1000, n_networks=None, learning_rate=0.01, batch_size=1024,
                  learn_labels=True, init="real", model=None, ridge=1e-6, precision="highest",
-                 image_shape=None, n_eval_models=5, eval_steps="auto", eval_model=None,
+                 network_precision="auto", image_shape=None, n_eval_models=5, eval_steps="auto", eval_model=None,
                  eval_protocol="library",
                  log_every=100, devices=None, verbose=0, random_state=None):
         self.ipc = ipc
@@ -325,6 +342,7 @@ class KRRDistiller(BaseDistiller):
         self.model = model
         self.ridge = ridge
         self.precision = precision
+        self.network_precision = network_precision
         self.image_shape = image_shape
         self.n_eval_models = n_eval_models
         self.eval_steps = eval_steps
@@ -352,7 +370,8 @@ class KRRDistiller(BaseDistiller):
             batch_size=self.batch_size, learning_rate=self.learning_rate, ridge=self.ridge,
             learn_labels=self.learn_labels, precision=self.precision, log_every=self.log_every,
             verbose=self.verbose, description=f"KRR (R={n_networks})",
-            placement=data_parallel(self.devices))
+            placement=data_parallel(self.devices),
+            network_precision=resolve_network_precision(self.network_precision))
         self.n_networks_ = n_networks
         self.stop_reason_ = result.stop_reason
         return DistillationResult(X=x, y=y_syn, soft_labels=labels, n_iter=result.step,

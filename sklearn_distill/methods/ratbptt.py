@@ -43,6 +43,7 @@ import optax
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 
 from .. import _backend
+from .._precision import resolve_network_precision, with_network_precision
 from .._sharding import DataParallel
 from .._trainer import apply_network, predict_networks, train_step
 from .._training import (init_synthetic, key_data, real_batch, scale_rows, select_tree,
@@ -50,7 +51,7 @@ from .._training import (init_synthetic, key_data, real_batch, scale_rows, selec
 from ..augment import ImageAugmentation
 from ..base import DistillationResult
 from ..networks import default_network, init_variables
-from .gradient import GradientDistiller
+from .gradient import NETWORK_PRECISION_CONSTRAINT, GradientDistiller
 
 __all__ = ["RaTBPTTDistiller", "hardness_weights"]
 
@@ -81,6 +82,9 @@ class _Config(NamedTuple):
     remat: bool
     hardness: bool
     placement: DataParallel = DataParallel(None, None)
+    # The resolved network_precision; ``model`` is then the network under it
+    # (sklearn_distill._precision.with_network_precision). None: the network as given.
+    network_precision: Optional[str] = None
 
 
 def hyperparameters(n_steps, learning_rate, inner_learning_rate):
@@ -501,6 +505,13 @@ class RaTBPTTDistiller(GradientDistiller):
         ``MLP(hidden_sizes=(256, 256))`` for tabular rows. Any network of
         :mod:`sklearn_distill.networks` works (batch norm uses batch statistics while training and
         its running averages in the meta-loss).
+    network_precision : {"auto", "float32", "tf32", "bfloat16", "float64"}, default="auto"
+        Precision of the inner network's convolutions and dense layers, forward and backward:
+        the unrolled inner training, the real-batch loss and the hardness networks (see
+        :mod:`sklearn_distill._precision`). The parameters, the Adam states and the loss
+        reductions stay float32; :meth:`score`'s evaluation networks are not affected.
+        ``"auto"``: ``"float32"`` on the CPU, ``"tf32"`` on accelerators; as for
+        :class:`~sklearn_distill.FRePoDistiller`.
     rematerialize : bool, default=True
         Wrap each recorded inner step in :func:`jax.checkpoint`: the backward pass recomputes
         the activations instead of storing them for all :math:`M` steps. Same gradient.
@@ -602,11 +613,13 @@ class RaTBPTTDistiller(GradientDistiller):
         "hardness_sampling": ["boolean"],
         "hardness_models": [Interval(Integral, 1, None, closed="left")],
         "hardness_every": [Interval(Integral, 1, None, closed="left")],
+        "network_precision": NETWORK_PRECISION_CONSTRAINT,
     }
 
     def __init__(self, ipc=1, *, n_steps=1000, learning_rate=1e-3, batch_size=256, window=20,
                  unroll=60, schedule="random", inner_learning_rate=1e-3, inner_batch_size=None,
-                 learn_labels=False, augment="auto", init="noise", model=None, rematerialize=True,
+                 learn_labels=False, augment="auto", init="noise", model=None,
+                 network_precision="auto", rematerialize=True,
                  prefix_loop="auto", real_chunk_size=1024, hardness_sampling=False, hardness_models=4,
                  hardness_every=200, image_shape=None, n_eval_models=5, eval_steps="auto",
                  eval_model=None, checkpoint=None, checkpoint_every=500, log_every=50, devices=None,
@@ -625,6 +638,7 @@ class RaTBPTTDistiller(GradientDistiller):
         self.augment = augment
         self.init = init
         self.model = model
+        self.network_precision = network_precision
         self.rematerialize = rematerialize
         self.prefix_loop = prefix_loop
         self.real_chunk_size = real_chunk_size
@@ -646,6 +660,7 @@ class RaTBPTTDistiller(GradientDistiller):
     # -- the hooks of GradientDistiller ---------------------------------------------------------
 
     _method_name = "RaT-BPTT"
+    _resolved_parameters = ("network_precision",)
     # How the prefix runs and the real batch is chunked never changes the synthetic set.
     _checkpoint_exclude = frozenset({"rematerialize", "prefix_loop", "real_chunk_size"})
 
@@ -702,13 +717,15 @@ class RaTBPTTDistiller(GradientDistiller):
         per_class = (counts[0] if self.inner_batch_size is None
                      else int(np.clip(self.inner_batch_size // n_classes, 1, counts[0])))
         batch_size = placement.batch_size(self.batch_size, len(X))
-        config = _Config(model=model, window=int(self.window), unroll=int(self.unroll),
+        network_precision = resolve_network_precision(self.network_precision)
+        config = _Config(model=with_network_precision(model, network_precision), window=int(self.window), unroll=int(self.unroll),
                          schedule=self.schedule, per_class=int(per_class), batch_size=batch_size,
                          chunk_size=placement.batch_size(self.real_chunk_size, batch_size,
                                                          "real_chunk_size"),
                          augmentation=self._augmentation(tuple(X.shape[1:])),
                          learn_labels=bool(self.learn_labels), remat=bool(self.rematerialize),
-                         hardness=bool(self.hardness_sampling), placement=placement)
+                         hardness=bool(self.hardness_sampling), placement=placement,
+                         network_precision=network_precision)
         hyper = hyperparameters(self.n_steps, self.learning_rate, self.inner_learning_rate)
         loop_key, hard_key = keys
         state = init_state(synthetic.x, synthetic.labels, loop_key,

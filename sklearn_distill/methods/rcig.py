@@ -50,6 +50,7 @@ import optax
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from .. import _backend, _implicit, _pool
+from .._precision import resolve_network_precision, with_network_precision
 from .._sharding import DataParallel
 from .._training import (init_labels, label_margin_loss, real_batch, resolve_flip, scale_rows,
                          select_tree, tree_isfinite)
@@ -57,7 +58,7 @@ from ..augment import flip_images
 from ..base import DistillationResult
 from ..kernels import check_precision, cholesky_solve
 from ..networks import MLP, default_network
-from .gradient import PRECISION_CONSTRAINT, GradientDistiller
+from .gradient import NETWORK_PRECISION_CONSTRAINT, PRECISION_CONSTRAINT, GradientDistiller
 
 __all__ = ["RCIGDistiller"]
 
@@ -90,6 +91,9 @@ class _Config(NamedTuple):
     # steps instead of branching.
     unroll: bool = True
     branch_free: bool = True
+    # The resolved network_precision; ``model`` is then the network under it
+    # (sklearn_distill._precision.with_network_precision). None: the network as given.
+    network_precision: Optional[str] = None
 
 
 def hyperparameters(learning_rate, temperature_learning_rate, l2, max_online_steps,
@@ -534,6 +538,14 @@ class RCIGDistiller(GradientDistiller):
     clip_implicit : bool, default=True
         Cap the implicit gradient's norm at the direct gradient's, per leaf.
     precision : {"highest", "high", "default"}, default="highest"
+        Matmul precision of the Gram matrices and the solves (matters on GPUs/TPUs only).
+    network_precision : {"auto", "float32", "tf32", "bfloat16", "float64"}, default="auto"
+        Precision of the network's convolutions and dense layers, forward and backward (its
+        features, its linearisation and the pool's online training; see
+        :mod:`sklearn_distill._precision`). The Gram matrices, the inner and Hessian-inverse
+        solves, the last layer RCIG applies to the features and the losses stay float32 at
+        ``precision``. ``"auto"``: ``"float32"`` on the CPU, ``"tf32"`` on accelerators; as for
+        :class:`~sklearn_distill.FRePoDistiller`.
     image_shape, n_eval_models, eval_steps, eval_model :
         As for :class:`~sklearn_distill.FRePoDistiller`.
     eval_protocol : str or EvalProtocol, default="rcig"
@@ -588,6 +600,7 @@ class RCIGDistiller(GradientDistiller):
         "n_backward_subset": [Interval(Integral, 1, None, closed="left"), None],
         "clip_implicit": ["boolean"],
         "precision": PRECISION_CONSTRAINT,
+        "network_precision": NETWORK_PRECISION_CONSTRAINT,
     }
 
     def __init__(self, ipc=1, *, n_steps=1000, learning_rate=3e-3, temperature_learning_rate=3e-2,
@@ -595,7 +608,8 @@ class RCIGDistiller(GradientDistiller):
                  pool_size=30, max_online_steps=100, online_steps=15, online_learning_rate=5e-5,
                  n_inner=20, n_hinv=20, inner_learning_rate="auto", hinv_learning_rate="auto",
                  hinv_solver="adam", l2=5e-4, n_backward_subset=None, clip_implicit=True,
-                 precision="highest", image_shape=None, n_eval_models=5, eval_steps="auto",
+                 precision="highest", network_precision="auto", image_shape=None,
+                 n_eval_models=5, eval_steps="auto",
                  eval_model=None, checkpoint=None, checkpoint_every=1000, log_every=100,
                  eval_protocol="rcig",
                  devices=None, verbose=0, random_state=None):
@@ -621,6 +635,7 @@ class RCIGDistiller(GradientDistiller):
         self.n_backward_subset = n_backward_subset
         self.clip_implicit = clip_implicit
         self.precision = precision
+        self.network_precision = network_precision
         self.image_shape = image_shape
         self.n_eval_models = n_eval_models
         self.eval_steps = eval_steps
@@ -637,7 +652,7 @@ class RCIGDistiller(GradientDistiller):
 
     _method_name = "RCIG"
     _meta_step = staticmethod(_meta_step)
-    _resolved_parameters = ("flip",)
+    _resolved_parameters = ("flip", "network_precision")
 
     def _default_model(self, sample_shape):
         # The official configurations: softplus only at depth 3 (below 64 px), ReLU from 64 px,
@@ -663,7 +678,9 @@ class RCIGDistiller(GradientDistiller):
 
     def _start(self, X, y, model, synthetic, placement, keys):
         n_classes = len(self.classes_)
-        config = _Config(model=model, batch_size=placement.batch_size(self.batch_size, len(X)),
+        network_precision = resolve_network_precision(self.network_precision)
+        config = _Config(model=with_network_precision(model, network_precision),
+                         batch_size=placement.batch_size(self.batch_size, len(X)),
                          learn_labels=bool(self.learn_labels),
                          flip=resolve_flip(self.flip, tuple(X.shape[1:])),
                          n_inner=int(self.n_inner), n_hinv=int(self.n_hinv),
@@ -672,7 +689,8 @@ class RCIGDistiller(GradientDistiller):
                                             else int(self.n_backward_subset)),
                          clip_implicit=bool(self.clip_implicit), precision=self.precision,
                          placement=placement, unroll=_backend.unroll(),
-                         branch_free=_backend.branch_free())
+                         branch_free=_backend.branch_free(),
+                         network_precision=network_precision)
         hyper = hyperparameters(self.learning_rate, self.temperature_learning_rate, self.l2,
                                 self.max_online_steps, self.online_learning_rate)
         pool_key, loop_key = keys
