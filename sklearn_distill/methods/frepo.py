@@ -240,8 +240,8 @@ class FRePoDistiller(GradientDistiller):
         as float32), bfloat16 compute with float32 parameters, or float64 (only with
         ``jax_enable_x64``, for tests). The Gram matrices, the solve and the loss stay float32 at
         ``precision``; :meth:`score`'s evaluation networks are not affected. ``"auto"``:
-        ``"float32"`` on the CPU (bfloat16 measured 1.2-3x slower there), ``"tf32"`` on
-        accelerators.
+        ``"float32"`` on the CPU (where bfloat16 measured 1.2x slower per meta-step), ``"tf32"`` on
+        accelerators (pending a GPU measurement).
     image_shape : tuple or None, default=None
         ``(H, W, C)`` when images are given as 2-D rows.
     n_eval_models : int, default=5
