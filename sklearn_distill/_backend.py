@@ -29,7 +29,7 @@ The decisions (the reason, measured, stays at each call site):
     (``network_precision="auto"`` of the distillers, :mod:`sklearn_distill._precision`): one of
     ``"float32"``, ``"tf32"``, ``"bfloat16"``, ``"float64"``. Auto: ``"float32"`` on the CPU,
     where TF32 does not exist (it computes exactly as float32) and bfloat16 was measured slower
-    (``benchmarks/results/network_precision_cpu.md``); ``"tf32"`` on accelerators, pending a GPU
+    (``benchmarks/results/network_precision_cpu_cost.md``); ``"tf32"`` on accelerators, pending a GPU
     measurement of its speed and accuracy effect.
 
 A decision is read when a fit builds its static configuration (a jit static argument), so a
