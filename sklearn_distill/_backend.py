@@ -24,6 +24,15 @@ The decisions (the reason, measured, stays at each call site):
 ``host_loops``
     Long loops without gradient (RaT-BPTT's prefix of the unroll) run from Python, one jitted
     step per iteration, instead of inside the jitted meta-step. Auto: on the CPU.
+``steps_per_dispatch``
+    Meta-steps run per host dispatch, ``k``: above 1, up to ``k`` jitted meta-steps run inside
+    one compiled call (a ``lax.fori_loop`` with a traced trip count), and logging, divergence
+    checks, checkpoints and Ctrl-C act at that granularity (``_training.run_loop``). A positive
+    integer, or ``"auto"``: 1 on the CPU, where the host loop was measured at least as fast (``benchmarks/results/steps_per_dispatch_cpu.md``: XLA's CPU
+    backend runs the step's convolutions inside a while loop slower, and a CPU-side dispatch
+    costs little next to a step); 20 on accelerators, to hide the per-dispatch host latency --
+    not yet measured on a GPU. Methods whose step runs host code between meta-steps (RaT-BPTT
+    with its prefix on the host, or its hardness sampler) always dispatch one step at a time.
 
 A decision is read when a fit builds its static configuration (a jit static argument), so a
 compiled step always matches the policy it was built under. Values are per thread.
@@ -31,18 +40,23 @@ compiled step always matches the policy it was built under. Values are per threa
 
 import threading
 from contextlib import contextmanager
+from numbers import Integral
 
 import jax
 
 __all__ = ["DECISIONS", "backend_context", "get_backend_policy", "set_backend_policy",
-           "branch_free", "unroll", "host_loops"]
+           "branch_free", "unroll", "host_loops", "steps_per_dispatch"]
 
 # The automatic rule of each decision: a function of "is the default backend the CPU?".
 DECISIONS = {
     "branch_free": lambda cpu: cpu,
     "unroll": lambda cpu: True,
     "host_loops": lambda cpu: cpu,
+    "steps_per_dispatch": lambda cpu: 1 if cpu else 20,
 }
+
+# Decisions whose values are counts rather than switches.
+_COUNTS = frozenset({"steps_per_dispatch"})
 
 _local = threading.local()
 
@@ -56,6 +70,11 @@ def _overrides():
 def _check(name, value):
     if name not in DECISIONS:
         raise ValueError(f"Unknown backend decision {name!r}; expected one of {sorted(DECISIONS)}.")
+    if name in _COUNTS:
+        if value != "auto" and (isinstance(value, bool) or not isinstance(value, Integral)
+                                or value < 1):
+            raise ValueError(f"`{name}` must be 'auto' or an integer >= 1; got {value!r}.")
+        return
     if value != "auto" and not isinstance(value, bool):
         raise ValueError(f"`{name}` must be 'auto', True or False; got {value!r}.")
 
@@ -99,3 +118,8 @@ def unroll():
 def host_loops():
     """Whether long gradient-free loops run from Python, one jitted step per iteration."""
     return get_backend_policy()["host_loops"]
+
+
+def steps_per_dispatch():
+    """How many meta-steps one host dispatch runs (an int >= 1)."""
+    return int(get_backend_policy()["steps_per_dispatch"])
