@@ -28,11 +28,11 @@ The decisions (the reason, measured, stays at each call site):
     Meta-steps run per host dispatch, ``k``: above 1, up to ``k`` jitted meta-steps run inside
     one compiled call (a ``lax.fori_loop`` with a traced trip count), and logging, divergence
     checks, checkpoints and Ctrl-C act at that granularity (``_training.run_loop``). A positive
-    integer, or ``"auto"``: 1 on the CPU, where the host loop was measured at least as fast (``benchmarks/results/steps_per_dispatch_cpu.md``: XLA's CPU
-    backend runs the step's convolutions inside a while loop slower, and a CPU-side dispatch
-    costs little next to a step); 20 on accelerators, to hide the per-dispatch host latency --
-    not yet measured on a GPU. Methods whose step runs host code between meta-steps (RaT-BPTT
-    with its prefix on the host, or its hardness sampler) always dispatch one step at a time.
+    integer, or ``"auto"``: 1 on the CPU, where the host loop was measured faster
+    (``benchmarks/results/steps_per_dispatch_cpu.md``: XLA's CPU backend runs the step's
+    convolutions inside a while loop slower, and a dispatch costs little next to a step); 20 on
+    accelerators, to hide the host's dispatch latency -- not yet measured on a GPU. Methods
+    whose step runs host code between meta-steps (RaT-BPTT) dispatch one step at a time.
 
 A decision is read when a fit builds its static configuration (a jit static argument), so a
 compiled step always matches the policy it was built under. Values are per thread.

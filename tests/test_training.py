@@ -322,8 +322,8 @@ def test_run_loop_divergence_inside_a_block_keeps_the_last_good_step(log_every):
 
 
 def _block_sizes(monkeypatch):
-    """Record the size of every multi-step dispatch the gradient template makes."""
-    from sklearn_distill.methods import gradient
+    """Record the size of every multi-step dispatch the gradient distillers make."""
+    from sklearn_distill.methods import gradient, ratbptt
 
     sizes, real = [], gradient.run_steps
 
@@ -332,6 +332,7 @@ def _block_sizes(monkeypatch):
         return real(state, n, *args, **kwargs)
 
     monkeypatch.setattr(gradient, "run_steps", recording)
+    monkeypatch.setattr(ratbptt, "run_steps", recording)
     return sizes
 
 
@@ -343,21 +344,32 @@ def _tiny_distiller(method, **kw):
     common.update(kw)
     if method == "frepo":
         return sd.FRePoDistiller(max_online_steps=3, **common)
+    if method.startswith("ratbptt"):  # "ratbptt-device" / "ratbptt-host": where the prefix runs
+        del common["pool_size"]
+        return sd.RaTBPTTDistiller(window=1, unroll=3, init="real", inner_batch_size=10,
+                                   prefix_loop=method.split("-")[1], **common)
     return sd.RCIGDistiller(online_steps=1, n_inner=1, n_hinv=1, inner_learning_rate=1e-3,
                             hinv_learning_rate=1e-3, **common)
 
 
-@pytest.mark.parametrize("method", ["frepo", "rcig"])
+@pytest.mark.parametrize("method", ["frepo", "rcig", "ratbptt-device", "ratbptt-host"])
 def test_k_steps_in_one_call_equal_k_single_steps(method, monkeypatch):
     X, _, y = _digit_rows()
     single = _tiny_distiller(method).fit(X, y)
     sizes = _block_sizes(monkeypatch)
     with backend_context(steps_per_dispatch=4):
         blocked = _tiny_distiller(method).fit(X, y)
-    assert sizes == [3, 3, 1]  # up to each log boundary (every 3 steps) and the end (7)
+    if method == "ratbptt-host":
+        assert sizes == []  # a prefix run from Python: one step per dispatch
+    else:
+        # Up to each log boundary (every 3 steps) and the end (7).
+        assert sizes == [3, 3, 1], sizes
+    if method.startswith("ratbptt"):
+        np.testing.assert_array_equal(blocked.unroll_lengths_, single.unroll_lengths_)
     np.testing.assert_allclose(blocked.synthetic_X_, single.synthetic_X_, rtol=1e-6, atol=1e-6)
-    np.testing.assert_allclose(blocked.synthetic_y_soft_, single.synthetic_y_soft_, rtol=1e-6,
-                               atol=1e-6)
+    if single.synthetic_y_soft_ is not None:
+        np.testing.assert_allclose(blocked.synthetic_y_soft_, single.synthetic_y_soft_,
+                                   rtol=1e-6, atol=1e-6)
     assert blocked.history_["step"] == single.history_["step"] == [3, 6, 7]
     np.testing.assert_allclose(blocked.history_["loss"], single.history_["loss"], rtol=1e-5)
 
