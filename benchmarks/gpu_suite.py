@@ -36,8 +36,6 @@ import tempfile
 import time
 import warnings
 
-import numpy as np
-
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from _common import (RESULTS, device_name, device_peak_MB, log, machine_info,  # noqa: E402
