@@ -31,8 +31,9 @@ The decisions (the reason, measured, stays at each call site):
     integer, or ``"auto"``: 1 on the CPU, where the host loop was measured faster
     (``benchmarks/results/steps_per_dispatch_cpu.md``: XLA's CPU backend runs the step's
     convolutions inside a while loop slower, and a dispatch costs little next to a step); 20 on
-    accelerators, to hide the host's dispatch latency -- not yet measured on a GPU. Methods
-    whose step runs host code between meta-steps (RaT-BPTT) dispatch one step at a time.
+    accelerators, to hide the host's dispatch latency -- not yet measured on a GPU. A step
+    that runs host code between meta-steps (RaT-BPTT's prefix run from Python, its hardness
+    sampler) dispatches one step at a time.
 
 A decision is read when a fit builds its static configuration (a jit static argument), so a
 compiled step always matches the policy it was built under. Values are per thread.
