@@ -159,6 +159,63 @@ def fmt_acc(mean, std=None, digits=1):
 
 
 # --------------------------------------------------------------------------------------------
+# Device cost: XLA's counts, the matmul reference, device memory
+# --------------------------------------------------------------------------------------------
+
+def xla_flops(compiled):
+    """FLOPs of one call of a compiled function, by XLA's cost analysis (NaN if unknown)."""
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    return float((cost or {}).get("flops", float("nan")))
+
+
+def matmul_flops(n=2048, repeats=10, precision=None):
+    """FLOP/s of a float32 ``n x n`` matmul on the default device (the achievable reference).
+
+    ``precision`` is JAX's matmul precision (``"highest"``: full float32; ``"default"``: the
+    device's fast mode, TF32 on recent NVIDIA GPUs; ``None``: the default).
+    """
+    import jax
+    import jax.numpy as jnp
+
+    a = jax.random.normal(jax.random.PRNGKey(0), (n, n), jnp.float32)
+    f = jax.jit(lambda x, y: jnp.matmul(x, y, precision=precision))
+    f(a, a).block_until_ready()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        out = f(a, a)
+    out.block_until_ready()
+    return 2.0 * n ** 3 * repeats / (time.perf_counter() - start)
+
+
+def device_peak_MB():
+    """Peak device memory in use so far (MiB), from ``memory_stats()``; None where the device
+    reports none (the CPU): use the process's peak RSS there."""
+    import jax
+
+    stats = jax.devices()[0].memory_stats() or {}
+    peak = stats.get("peak_bytes_in_use")
+    return None if peak is None else peak / 2**20
+
+
+def peak_rss_MB():
+    """Peak resident memory of this process so far (MiB)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def device_name():
+    """The default device in words, e.g. ``"NVIDIA H200 (gpu)"`` or ``"cpu (2 cores)"``."""
+    import jax
+
+    device = jax.devices()[0]
+    if device.platform == "cpu":
+        return f"cpu ({os.cpu_count()} cores, {_cpu_model()})"
+    return f"{device.device_kind} ({device.platform})"
+
+
+# --------------------------------------------------------------------------------------------
 # Wall-clock budgets, fresh processes, published numbers
 # --------------------------------------------------------------------------------------------
 

@@ -27,7 +27,8 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from _common import machine_info, machine_summary, write_results  # noqa: E402
+from _common import (device_peak_MB, machine_info, machine_summary, matmul_flops,  # noqa: E402
+                     write_results, xla_flops)
 RESULTS = os.path.join(HERE, "results")
 
 # FRePo's published accuracies (%), ConvNet, from the shared reference table.
@@ -123,23 +124,13 @@ def accuracy(args):
     write(name, out, lines)
 
 
-def matmul_flops(n=2048, repeats=10):
-    """FLOP/s of a large float32 matmul on the default device (the achievable reference)."""
-    import jax
-    import jax.numpy as jnp
+def step_cost(width, n_syn, n_classes, batch, repeats, depth=3, shape=(32, 32, 3),
+              precision="highest", parts=True, network_precision=None):
+    """Time, memory and FLOPs of one FRePo meta-step on random data.
 
-    a = jax.random.normal(jax.random.PRNGKey(0), (n, n), jnp.float32)
-    f = jax.jit(lambda x, y: x @ y)
-    f(a, a).block_until_ready()
-    start = time.perf_counter()
-    for _ in range(repeats):
-        out = f(a, a)
-    out.block_until_ready()
-    return 2.0 * n ** 3 * repeats / (time.perf_counter() - start)
-
-
-def step_cost(width, n_syn, n_classes, batch, repeats, depth=3, shape=(32, 32, 3)):
-    """Time, memory and FLOPs of one FRePo meta-step on random data."""
+    ``parts=False`` skips timing the meta-gradient and the online step on their own (two more
+    compilations); ``network_precision`` is set in the step's configuration when given.
+    """
     import jax
     import jax.numpy as jnp
 
@@ -158,12 +149,19 @@ def step_cost(width, n_syn, n_classes, batch, repeats, depth=3, shape=(32, 32, 3
     X = jnp.asarray(rng.standard_normal((max(4 * batch, 2048),) + shape).astype(np.float32))
     Y = jnp.asarray(centred_one_hot(rng.integers(0, n_classes, X.shape[0]), n_classes))
     key = jax.random.PRNGKey(0)
+    extra = {}
+    if network_precision is not None:
+        if "network_precision" not in F._Config._fields:
+            raise ValueError("network_precision: this version of FRePo has no such setting.")
+        extra["network_precision"] = network_precision
     config = F._Config(model=model, batch_size=batch, learn_labels=True, flip=True,
-                       precision="highest", placement=DataParallel(None, None))
+                       precision=precision, placement=DataParallel(None, None), **extra)
     hyper = F.hyperparameters(1000, 3e-4, 1e-6, 100, 3e-4)
     state = F.init_state(x_syn, init_labels(y_syn, n_classes), key, key, model, 10, 100)
+    start = time.perf_counter()
     compiled = F._meta_step.lower(state, X, Y, hyper, config).compile()
-    flops = _flops(compiled)
+    compile_s = time.perf_counter() - start
+    flops = xla_flops(compiled)
     mem = compiled.memory_analysis()
     temp_bytes = getattr(mem, "temp_size_in_bytes", None)
     arg_bytes = getattr(mem, "argument_size_in_bytes", None)
@@ -175,11 +173,12 @@ def step_cost(width, n_syn, n_classes, batch, repeats, depth=3, shape=(32, 32, 3
                                    optimizer=_pool.pool_optimizer(hyper["online_learning_rate"]),
                                    max_online_steps=hyper["max_online_steps"])
 
-    grad_fn = jax.jit(F.meta_gradient, static_argnames=("config",)).lower(
+    part_ms, part_flops = {}, {}
+    grad_fn = parts and jax.jit(F.meta_gradient, static_argnames=("config",)).lower(
         state, X, Y, hyper, config).compile()
-    online_fn = jax.jit(online).lower(state).compile()
-    parts = {"meta_gradient": (grad_fn, (state, X, Y, hyper)), "online_update": (online_fn, (state,))}
-    part_ms = {}
+    online_fn = parts and jax.jit(online).lower(state).compile()
+    parts = {"meta_gradient": (grad_fn, (state, X, Y, hyper)),
+             "online_update": (online_fn, (state,))} if parts else {}
     for name, (fn, fn_args) in parts.items():
         jax.block_until_ready(fn(*fn_args))
         start = time.perf_counter()
@@ -187,7 +186,7 @@ def step_cost(width, n_syn, n_classes, batch, repeats, depth=3, shape=(32, 32, 3
             out = fn(*fn_args)
         jax.block_until_ready(out)
         part_ms[name] = 1000 * (time.perf_counter() - start) / repeats
-    part_flops = {name: _flops(fn) for name, (fn, _) in parts.items()}
+        part_flops[name] = xla_flops(fn)
 
     for _ in range(2):
         state, loss = compiled(state, X, Y, hyper)
@@ -199,16 +198,11 @@ def step_cost(width, n_syn, n_classes, batch, repeats, depth=3, shape=(32, 32, 3
     seconds = (time.perf_counter() - start) / repeats
     return {"width": width, "n_synthetic": n_syn, "ms_per_step": 1000 * seconds,
             "flops_per_step": flops, "achieved_flops": flops / seconds,
-            "parts_ms": part_ms, "parts_flops": part_flops,
+            "parts_ms": part_ms, "parts_flops": part_flops, "compile_s": compile_s,
+            "precision": precision, "peak_device_MB": device_peak_MB(),
             "xla_temp_MB": None if temp_bytes is None else temp_bytes / 2**20,
             "xla_args_MB": None if arg_bytes is None else arg_bytes / 2**20,
             "peak_rss_MB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
-
-
-def _flops(compiled):
-    cost = compiled.cost_analysis()
-    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-    return float(cost.get("flops", float("nan")))
 
 
 def cost(args):

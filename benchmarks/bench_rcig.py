@@ -116,7 +116,7 @@ def accuracy(args):
 
 
 def step_cost(width, n_syn, n_inner, n_hinv, subset, repeats, batch=256, shape=(28, 28, 1),
-              n_classes=10, run=True):
+              n_classes=10, run=True, online_steps=15):
     """Milliseconds per meta-step and XLA memory of one RCIG meta-step on random data."""
     import jax
     import jax.numpy as jnp
@@ -134,7 +134,7 @@ def step_cost(width, n_syn, n_inner, n_hinv, subset, repeats, batch=256, shape=(
     Y = jnp.asarray(np.eye(n_classes, dtype=np.float32)[rng.integers(0, n_classes, 2048)])
     key = jax.random.PRNGKey(0)
     config = R._Config(model=model, batch_size=batch, learn_labels=True, flip=False,
-                       n_inner=n_inner, n_hinv=n_hinv, hinv_solver="adam", online_steps=15,
+                       n_inner=n_inner, n_hinv=n_hinv, hinv_solver="adam", online_steps=online_steps,
                        n_backward_subset=subset, clip_implicit=True, precision="highest")
     hyper = R.hyperparameters(3e-3, 3e-2, 5e-4, 100, 5e-5)
     state = R.init_state(x_syn, y_syn, key, key, model, 4, 100)

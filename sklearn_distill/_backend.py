@@ -31,6 +31,16 @@ The decisions (the reason, measured, stays at each call site):
     where TF32 does not exist (it computes exactly as float32) and bfloat16 was measured slower
     (``benchmarks/results/network_precision_cpu_cost.md``); ``"tf32"`` on accelerators, pending a GPU
     measurement of its speed and accuracy effect.
+``steps_per_dispatch``
+    Meta-steps run per host dispatch, ``k``: above 1, up to ``k`` jitted meta-steps run inside
+    one compiled call (a ``lax.fori_loop`` with a traced trip count), and logging, divergence
+    checks, checkpoints and Ctrl-C act at that granularity (``_training.run_loop``). A positive
+    integer, or ``"auto"``: 1 on the CPU, where the host loop was measured faster
+    (``benchmarks/results/steps_per_dispatch_cpu.md``: XLA's CPU backend runs the step's
+    convolutions inside a while loop slower, and a dispatch costs little next to a step); 20 on
+    accelerators, to hide the host's dispatch latency -- not yet measured on a GPU. A step
+    that runs host code between meta-steps (RaT-BPTT's prefix run from Python, its hardness
+    sampler) dispatches one step at a time.
 
 A decision is read when a fit builds its static configuration (a jit static argument), so a
 compiled step always matches the policy it was built under. Values are per thread.
@@ -38,11 +48,12 @@ compiled step always matches the policy it was built under. Values are per threa
 
 import threading
 from contextlib import contextmanager
+from numbers import Integral
 
 import jax
 
 __all__ = ["DECISIONS", "backend_context", "get_backend_policy", "set_backend_policy",
-           "branch_free", "unroll", "host_loops", "network_precision"]
+           "branch_free", "unroll", "host_loops", "network_precision", "steps_per_dispatch"]
 
 # The automatic rule of each decision: a function of "is the default backend the CPU?".
 DECISIONS = {
@@ -50,10 +61,14 @@ DECISIONS = {
     "unroll": lambda cpu: True,
     "host_loops": lambda cpu: cpu,
     "network_precision": lambda cpu: "float32" if cpu else "tf32",
+    "steps_per_dispatch": lambda cpu: 1 if cpu else 20,
 }
 
 # The values of the decisions that are not booleans.
 _CHOICES = {"network_precision": ("float32", "tf32", "bfloat16", "float64")}
+
+# Decisions whose values are counts rather than switches.
+_COUNTS = frozenset({"steps_per_dispatch"})
 
 _local = threading.local()
 
@@ -67,6 +82,11 @@ def _overrides():
 def _check(name, value):
     if name not in DECISIONS:
         raise ValueError(f"Unknown backend decision {name!r}; expected one of {sorted(DECISIONS)}.")
+    if name in _COUNTS:
+        if value != "auto" and (isinstance(value, bool) or not isinstance(value, Integral)
+                                or value < 1):
+            raise ValueError(f"`{name}` must be 'auto' or an integer >= 1; got {value!r}.")
+        return
     if name in _CHOICES:
         if value != "auto" and value not in _CHOICES[name]:
             raise ValueError(f"`{name}` must be 'auto' or one of {_CHOICES[name]}; got {value!r}.")
@@ -118,3 +138,8 @@ def host_loops():
 def network_precision():
     """The precision of the distillation network when a distiller's parameter is ``"auto"``."""
     return get_backend_policy()["network_precision"]
+
+
+def steps_per_dispatch():
+    """How many meta-steps one host dispatch runs (an int >= 1)."""
+    return int(get_backend_policy()["steps_per_dispatch"])

@@ -6,7 +6,8 @@ pytree ``state`` (synthetic set, optimiser states, model pool, PRNG key, ...) an
 
 * a Python loop over the one compiled step: dispatch is asynchronous, and the host reads the
   losses back only every ``log_every`` steps (XLA's CPU backend also runs convolutions inside
-  ``lax.scan`` / while loops several times slower than the same step called from Python);
+  ``lax.scan`` / while loops several times slower than the same step called from Python); on
+  accelerators ``steps_per_dispatch`` steps run inside one compiled call (:func:`run_steps`);
 * a progress bar (tqdm) and a ``history`` of step, wall time and loss per logged step;
 * graceful stops: Ctrl-C finishes the step in flight and returns its state, and a non-finite loss
   returns the last good state (the step must be *guarded*, see :func:`select_tree` and
@@ -42,7 +43,7 @@ import numpy as np
 
 from .io import load_container, save_container
 
-__all__ = ["LoopResult", "run_loop", "select_tree", "tree_isfinite", "save_checkpoint",
+__all__ = ["LoopResult", "run_loop", "run_steps", "select_tree", "tree_isfinite", "save_checkpoint",
            "load_checkpoint", "restore_state", "data_fingerprint", "init_synthetic",
            "centred_one_hot", "init_labels", "label_margin_loss",
            "scale_rows", "resolve_flip", "seed_description", "key_data", "sample_rows",
@@ -303,6 +304,57 @@ def restore_state(path, template, config, param="checkpoint"):
 # The loop driver
 # --------------------------------------------------------------------------------------------
 
+def _run_steps_impl(state, n, per_step, operands, step, config, k):
+    loss_dtype = jax.eval_shape(
+        lambda s: step(s, *(x[0] for x in per_step), *operands, config), state)[1].dtype
+
+    def body(i, carry):
+        s, losses = carry
+        s, loss = step(s, *(x[i] for x in per_step), *operands, config)
+        return s, losses.at[i].set(loss)
+
+    return jax.lax.fori_loop(0, n, body, (state, jnp.full((k,), jnp.nan, loss_dtype)))
+
+
+# Donating the state lets the whole block update it in place, as a single step does.
+_run_steps = jax.jit(_run_steps_impl, static_argnames=("step", "config", "k"),
+                     donate_argnums=(0,))
+
+
+def run_steps(state, n, operands, *, step, config, k, per_step=()):
+    """Run ``n <= k`` guarded meta-steps inside one compiled call.
+
+    The jitted ``step(state, *per_step_i, *operands, config) -> (state, loss)`` runs in a
+    ``lax.fori_loop`` whose trip count ``n`` is traced, so one compilation (per ``step``,
+    ``config`` and ``k``) serves every ``n``; the state is donated.
+
+    Parameters
+    ----------
+    state : pytree
+        The guarded state (see the module docstring): after a non-finite step it stays frozen.
+    n : int
+        Steps to run, ``1 <= n <= k``.
+    operands : tuple
+        Arguments of every step (real data, hyperparameters).
+    step : jitted callable
+        The meta-step; a static argument (hashable, e.g. a module-level ``jax.jit`` function).
+    config : hashable
+        Its static configuration.
+    k : int
+        The largest ``n`` (the length of the returned loss buffer).
+    per_step : tuple of arrays of leading length ``k``
+        Arguments that change from step to step (row ``i`` goes to step ``i``).
+
+    Returns
+    -------
+    state : pytree
+    losses : array of shape (k,)
+        The loss of each step run; entries from ``n`` on are NaN and must be ignored.
+    """
+    return _run_steps(state, np.int32(n), tuple(per_step), tuple(operands), step=step,
+                      config=config, k=int(k))
+
+
 class LoopResult(NamedTuple):
     """What :func:`run_loop` returns.
 
@@ -426,7 +478,7 @@ def divergence_diagnosis(X_real, *, ridge=None, learning_rate=None):
 
 def run_loop(step_fn, state, *, n_steps, start_step=0, log_every=100, checkpoint=None,
              checkpoint_every=None, checkpoint_config=None, history=None, verbose=0,
-             description="distilling", diagnose=None):
+             description="distilling", diagnose=None, block_fn=None, steps_per_dispatch=1):
     """Drive a guarded, jitted step for ``n_steps`` steps in total.
 
     Parameters
@@ -460,6 +512,14 @@ def run_loop(step_fn, state, *, n_steps, start_step=0, log_every=100, checkpoint
         Called with the last good state and the number of good steps when the loss becomes
         non-finite; returns the likely
         causes it detects (see :func:`divergence_causes`), which the warning or error names.
+    block_fn : callable ``(state, n) -> (state, losses)`` or None
+        Runs ``n`` steps in one dispatch (e.g. :func:`run_steps`); ``losses`` holds at least
+        ``n`` entries, those past ``n`` ignored. Used when ``steps_per_dispatch > 1``.
+    steps_per_dispatch : int, default=1
+        The most steps a dispatch of ``block_fn`` runs, ``k``. Each dispatch runs up to the next
+        log, checkpoint or end boundary, so logging, divergence checks, checkpoints, Ctrl-C
+        (and so time budgets) act every ``k`` steps at the finest; a divergence inside a block
+        still stops at the last good step, which the guarded step froze the state at.
 
     Returns
     -------
@@ -476,6 +536,7 @@ def run_loop(step_fn, state, *, n_steps, start_step=0, log_every=100, checkpoint
     start = time.perf_counter()
     step, pending, stop_reason = int(start_step), [], "done"
     log_every = max(1, int(log_every))
+    k = max(1, int(steps_per_dispatch)) if block_fn is not None else 1
     bar = None
     if verbose:
         from tqdm.auto import tqdm
@@ -489,7 +550,9 @@ def run_loop(step_fn, state, *, n_steps, start_step=0, log_every=100, checkpoint
     def flush():
         """Read the pending losses; returns the number of good steps among them."""
         nonlocal pending
-        losses = np.asarray(jax.device_get(pending), dtype=np.float64)
+        values = jax.device_get([loss for loss, _ in pending])
+        losses = np.concatenate([np.ravel(np.asarray(v, dtype=np.float64))[:m]
+                                 for v, (_, m) in zip(values, pending)])
         pending = []
         bad = np.flatnonzero(~np.isfinite(losses))
         good = losses if bad.size == 0 else losses[:bad[0]]
@@ -502,9 +565,18 @@ def run_loop(step_fn, state, *, n_steps, start_step=0, log_every=100, checkpoint
                 if interrupt.set:
                     stop_reason = "interrupted"
                     break
-                state, loss = step_fn(state)
-                pending.append(loss)
-                step += 1
+                if k > 1:
+                    # Up to the next log, checkpoint or end boundary, in one dispatch.
+                    n = min(k, n_steps - step, log_every - step % log_every)
+                    if checkpoint is not None and checkpoint_every:
+                        n = min(n, checkpoint_every - step % checkpoint_every)
+                    state, losses = block_fn(state, n)
+                    pending.append((losses, n))
+                    step += n
+                else:
+                    state, loss = step_fn(state)
+                    pending.append((loss, 1))
+                    step += 1
                 if step % log_every == 0 or step == n_steps or interrupt.set:
                     good, diverged = flush()
                     if diverged:

@@ -275,3 +275,137 @@ def test_online_update_has_no_conditional_on_cpu_and_masks_skipped_steps():
     assert "cond[" in str(jaxpr)
     for a, b in zip(jax.tree.leaves(branched), jax.tree.leaves(masked)):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
+# -- many meta-steps per dispatch ----------------------------------------------------------------
+
+_toy_meta_step = jax.jit(lambda state, config: _toy_step(state), static_argnames=("config",))
+
+
+def _toy_block(k, sizes):
+    """``run_steps`` over the toy step, recording the size of each dispatch."""
+    from sklearn_distill._training import run_steps
+
+    def block(state, n):
+        sizes.append(n)
+        return run_steps(state, n, (), step=_toy_meta_step, config=None, k=k)
+
+    return block
+
+
+def test_run_loop_blocks_stop_at_log_checkpoint_and_end_boundaries(tmp_path):
+    sizes, path = [], tmp_path / "loop.npz"
+    state = {"x": jnp.array(-100.0), "ok": jnp.array(True)}
+    result = run_loop(_toy_step, state, n_steps=10, log_every=4, checkpoint=path,
+                      checkpoint_every=5, checkpoint_config={"k": 1}, block_fn=_toy_block(3, sizes),
+                      steps_per_dispatch=3)
+    assert sizes == [3, 1, 1, 3, 2]  # to 3, log at 4, checkpoint at 5, 8 (log), end at 10
+    assert result.stop_reason == "done" and result.step == 10
+    assert float(result.state["x"]) == -90.0 and result.history["step"] == [4, 8, 10]
+    state = {"x": jnp.array(-100.0), "ok": jnp.array(True)}  # the blocks donated the first
+    assert restore_state(path, state, {"k": 1})[1] == 10
+    single = run_loop(_toy_step, state, n_steps=10, log_every=4)
+    np.testing.assert_allclose(result.history["loss"], single.history["loss"], rtol=1e-6)
+
+
+@pytest.mark.parametrize("log_every", [3, 100])
+def test_run_loop_divergence_inside_a_block_keeps_the_last_good_step(log_every):
+    sizes = []
+    state = {"x": jnp.array(0.0), "ok": jnp.array(True)}
+    with pytest.warns(UserWarning, match="non-finite.*at step 5; .*state of step 4"):
+        result = run_loop(_toy_step, state, n_steps=20, log_every=log_every,
+                          block_fn=_toy_block(8, sizes), steps_per_dispatch=8)
+    # The 5th step (x = 5) is the first non-finite one, inside a block of 3 or 8 steps.
+    assert result.stop_reason == "diverged" and result.step == 4
+    assert float(result.state["x"]) == 4.0 and bool(result.state["ok"])
+    assert max(sizes) == min(8, log_every)
+
+
+def _block_sizes(monkeypatch):
+    """Record the size of every multi-step dispatch the gradient distillers make."""
+    from sklearn_distill.methods import gradient, ratbptt
+
+    sizes, real = [], gradient.run_steps
+
+    def recording(state, n, *args, **kwargs):
+        sizes.append(n)
+        return real(state, n, *args, **kwargs)
+
+    monkeypatch.setattr(gradient, "run_steps", recording)
+    monkeypatch.setattr(ratbptt, "run_steps", recording)
+    return sizes
+
+
+def _tiny_distiller(method, **kw):
+    import sklearn_distill as sd
+
+    common = dict(ipc=1, n_steps=7, batch_size=32, pool_size=2, model=MLP(hidden_sizes=(16,)),
+                  log_every=3, random_state=0)
+    common.update(kw)
+    if method == "frepo":
+        return sd.FRePoDistiller(max_online_steps=3, **common)
+    if method.startswith("ratbptt"):  # "ratbptt-device" / "ratbptt-host": where the prefix runs
+        del common["pool_size"]
+        return sd.RaTBPTTDistiller(window=1, unroll=3, init="real", inner_batch_size=10,
+                                   prefix_loop=method.split("-")[1], **common)
+    return sd.RCIGDistiller(online_steps=1, n_inner=1, n_hinv=1, inner_learning_rate=1e-3,
+                            hinv_learning_rate=1e-3, **common)
+
+
+@pytest.mark.parametrize("method", ["frepo", "rcig", "ratbptt-device", "ratbptt-host"])
+def test_k_steps_in_one_call_equal_k_single_steps(method, monkeypatch):
+    X, _, y = _digit_rows()
+    single = _tiny_distiller(method).fit(X, y)
+    sizes = _block_sizes(monkeypatch)
+    with backend_context(steps_per_dispatch=4):
+        blocked = _tiny_distiller(method).fit(X, y)
+    if method == "ratbptt-host":
+        assert sizes == []  # a prefix run from Python: one step per dispatch
+    else:
+        # Up to each log boundary (every 3 steps) and the end (7).
+        assert sizes == [3, 3, 1], sizes
+    if method.startswith("ratbptt"):
+        np.testing.assert_array_equal(blocked.unroll_lengths_, single.unroll_lengths_)
+    np.testing.assert_allclose(blocked.synthetic_X_, single.synthetic_X_, rtol=1e-6, atol=1e-6)
+    if single.synthetic_y_soft_ is not None:
+        np.testing.assert_allclose(blocked.synthetic_y_soft_, single.synthetic_y_soft_,
+                                   rtol=1e-6, atol=1e-6)
+    assert blocked.history_["step"] == single.history_["step"] == [3, 6, 7]
+    np.testing.assert_allclose(blocked.history_["loss"], single.history_["loss"], rtol=1e-5)
+
+
+def test_a_divergence_inside_a_block_stops_where_single_steps_stop(monkeypatch):
+    X, _, y = _digit_rows()
+    with pytest.warns(UserWarning, match="non-finite"):
+        single = _tiny_distiller("frepo", n_steps=8, learning_rate=1e30, log_every=8).fit(X, y)
+    sizes = _block_sizes(monkeypatch)
+    with backend_context(steps_per_dispatch=8), pytest.warns(UserWarning, match="non-finite"):
+        blocked = _tiny_distiller("frepo", n_steps=8, learning_rate=1e30, log_every=8).fit(X, y)
+    assert sizes == [8] and 0 < blocked.n_iter_ == single.n_iter_ < 8
+    assert blocked.stop_reason_ == "diverged"
+    np.testing.assert_allclose(blocked.synthetic_X_, single.synthetic_X_, rtol=1e-6, atol=1e-6)
+
+
+def test_blocks_checkpoint_interrupt_and_resume(tmp_path, monkeypatch):
+    from sklearn_distill.methods import gradient
+
+    X, _, y = _digit_rows()
+    full = _tiny_distiller("frepo", n_steps=8).fit(X, y)
+    path, real, sizes = tmp_path / "frepo.npz", gradient.run_steps, []
+
+    def interrupted(state, n, *args, **kwargs):
+        sizes.append(n)
+        if len(sizes) == 2:
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C during the second dispatch
+        return real(state, n, *args, **kwargs)
+
+    monkeypatch.setattr(gradient, "run_steps", interrupted)
+    kw = dict(n_steps=8, checkpoint=str(path), checkpoint_every=2, log_every=8)
+    with backend_context(steps_per_dispatch=5):
+        with pytest.warns(UserWarning, match="interrupted at step 4"):
+            first = _tiny_distiller("frepo", **kw).fit(X, y)
+        assert sizes == [2, 2] and first.n_iter_ == 4  # each dispatch ends at a checkpoint
+        resumed = _tiny_distiller("frepo", **kw).fit(X, y)
+    assert resumed.n_iter_ == 8 and sizes == [2, 2, 2, 2]
+    assert resumed.history_["step"] == [4, 8]
+    np.testing.assert_allclose(resumed.synthetic_X_, full.synthetic_X_, rtol=1e-6, atol=1e-6)

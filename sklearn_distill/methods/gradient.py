@@ -18,6 +18,8 @@ A method supplies hooks; everything else is inherited::
     _start(X, y, model, synthetic, placement, keys) -> (state, run)
     _step_function(run, start_step) -> step(state) -> (state, loss)
         # or a jitted _meta_step(state, X_real, Y_real, hyper, config) attribute
+    _block_function(run, start_step, k) -> block(state, n) -> (state, losses) or None
+        # n <= k steps in one dispatch; by default for the _meta_step attribute
     _finish(result, run, synthetic) -> DistillationResult
 
 and optionally ``_initial_set``, ``_warm_labels``, ``_check_data``, ``_fresh_state``,
@@ -35,10 +37,11 @@ import jax.numpy as jnp
 import numpy as np
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 
+from .. import _backend
 from .._precision import NETWORK_PRECISIONS
 from .._sharding import DEVICES_CONSTRAINT, data_parallel
 from .._training import (data_fingerprint, divergence_diagnosis, init_synthetic, restore_state,
-                         run_loop, seed_description)
+                         run_loop, run_steps, seed_description)
 from ..base import BaseDistiller
 from ..networks import with_num_classes
 
@@ -157,6 +160,20 @@ class GradientDistiller(BaseDistiller):
         X_real, Y_real, hyper, config = run["X_real"], run["Y_real"], run["hyper"], run["config"]
         return lambda s: step(s, X_real, Y_real, hyper, config)
 
+    def _block_function(self, run, start_step, k):
+        """The function ``(state, n) -> (state, losses)`` running ``n <= k`` steps in one
+        compiled call (:func:`~sklearn_distill._training.run_steps`), or ``None`` where steps
+        must be dispatched one at a time.
+
+        Default: the ``_meta_step`` of the default :meth:`_step_function`; ``None`` for a method
+        that overrides :meth:`_step_function` (its step may run host code between meta-steps).
+        """
+        if type(self)._step_function is not GradientDistiller._step_function:
+            return None
+        step = type(self)._meta_step
+        operands, config = (run["X_real"], run["Y_real"], run["hyper"]), run["config"]
+        return lambda s, n: run_steps(s, n, operands, step=step, config=config, k=k)
+
     def _finish(self, result, run, synthetic):  # pragma: no cover - abstract
         """Turn the loop's :class:`~sklearn_distill._training.LoopResult` into the result."""
         raise NotImplementedError
@@ -265,10 +282,13 @@ class GradientDistiller(BaseDistiller):
         # Distinct buffers for every leaf (the steps donate their state), on the device(s).
         state = placement.put(jax.tree.map(lambda a: jnp.array(a, copy=True), state))
 
+        k = _backend.steps_per_dispatch()
+        block = self._block_function(run, start_step, k) if k > 1 else None
         result = run_loop(self._step_function(run, start_step), state, n_steps=self.n_steps,
                           start_step=start_step, log_every=self.log_every,
                           checkpoint=self.checkpoint, checkpoint_every=self.checkpoint_every,
                           checkpoint_config=ckpt_config, history=history, verbose=self.verbose,
-                          description=self._method_name, diagnose=self._diagnosis(X))
+                          description=self._method_name, diagnose=self._diagnosis(X),
+                          block_fn=block, steps_per_dispatch=k if block is not None else 1)
         self.stop_reason_ = result.stop_reason
         return self._finish(result, run, synthetic)

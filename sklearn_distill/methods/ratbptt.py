@@ -46,7 +46,7 @@ from .. import _backend
 from .._precision import resolve_network_precision, with_network_precision
 from .._sharding import DataParallel
 from .._trainer import apply_network, predict_networks, train_step
-from .._training import (init_synthetic, key_data, real_batch, scale_rows, select_tree,
+from .._training import (init_synthetic, key_data, real_batch, run_steps, scale_rows, select_tree,
                          tree_isfinite)
 from ..augment import ImageAugmentation
 from ..base import DistillationResult
@@ -773,6 +773,29 @@ class RaTBPTTDistiller(GradientDistiller):
             return s, loss
 
         return step_fn
+
+    def _block_function(self, run, start_step, k):
+        # k meta-steps per dispatch only when the whole meta-step runs on the device: the host
+        # prefix and the hardness sampler run host code between meta-steps.
+        config = run["config"]
+        if config.hardness or self.prefix_loop == "host" or (
+                self.prefix_loop == "auto" and _backend.host_loops()):
+            return None
+        operands = (run["X_real"], run["Y_real"], run["class_rows"], run["row_scale"],
+                    run["hyper"])
+        counter = [start_step]
+
+        def block(s, n):
+            lengths = np.zeros(k, np.int32)
+            lengths[:n] = [unroll_length(config.schedule, config.window, config.unroll,
+                                         counter[0] + i, int(self.n_steps), run["seed"])
+                           for i in range(n)]
+            run["lengths"].extend(lengths[:n].tolist())
+            counter[0] += n
+            return run_steps(s, n, operands, step=_meta_step, config=config, k=k,
+                             per_step=(jnp.asarray(lengths),))
+
+        return block
 
     def _finish(self, result, run, synthetic):
         self.unroll_lengths_ = np.asarray(run["lengths"], dtype=np.int64)
