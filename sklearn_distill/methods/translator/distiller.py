@@ -191,7 +191,7 @@ class TranslatorDistiller(BaseDistiller):
             return None, None
         net_model, variables = translator.distillation_network
         probe = jax.ShapeDtypeStruct((1,) + tuple(sample_shape), np.float32)
-        try:  # only the feature layers matter (a ConvNet's work at any resolution)
+        try:  # only the feature layers matter (a ConvNet's feature layers work at any resolution)
             jax.eval_shape(lambda x: features(net_model, variables, x), probe)
         except Exception as exc:
             raise ValueError(f"`translator`'s distillation network cannot take samples of shape "
