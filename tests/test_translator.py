@@ -195,6 +195,35 @@ def test_pretraining_lowers_its_loss_and_continues(cache, digits):
         pretrain_translator(cache, X[:100], y[:100], n_steps=1)
 
 
+def test_target_is_distilled_in_the_network_the_translator_was_pretrained_on(cache, digits,
+                                                                            tmp_path):
+    # Liu & Wang, Alg. 3: the target's single-network distillation runs in the cache's fixed
+    # network, whose distillations the translator learned to translate.
+    X, y = digits
+    pre = pretrain_translator(cache, X, y, translator=TINY_T, n_steps=2, tasks_per_step=1,
+                              n_eval=0, random_state=0)
+    net_model, variables = pre.distillation_network
+    cache_model, cache_variables = cache.distillation_network()
+    assert module_to_json(net_model) == module_to_json(cache_model)
+    jax.tree.map(np.testing.assert_array_equal, variables, cache_variables)
+    back = PretrainedTranslator.load(pre.save(tmp_path / "t"))
+    jax.tree.map(np.testing.assert_array_equal, back.distillation_network[1], cache_variables)
+
+    without = pre.copy()
+    without.distillation_network = None  # no network recorded: a random one, as "random"
+    other = pre.copy()
+    with library_prng():
+        other.distillation_network = (net_model, jax.device_get(
+            net_model.init(jax.random.PRNGKey(7), jnp.zeros((1, 8, 8, 1)))))
+    fits = {name: translated(translator=t, **kw).fit(X, y).single_network_X_
+            for name, t, kw in [("cache", back, {}), ("other", other, {}),
+                                ("random", back, {"distillation_network": "random"}),
+                                ("none", without, {})]}
+    np.testing.assert_array_equal(fits["random"], fits["none"])
+    assert not np.allclose(fits["cache"], fits["random"])
+    assert not np.allclose(fits["cache"], fits["other"])  # the translator's network is used
+
+
 def test_adaptation_lowers_its_loss_and_serves_other_ipc(digits):
     X, y = digits
     fitted = translated(adapt_ipc=(1, 2), adapt_steps=30, adapt_learning_rate=3e-3).fit(X, y)

@@ -191,8 +191,12 @@ def krr_run(X_real, Y_real, x0, labels0, mask, key, *, model, n_networks, steps_
 def single_network_distillation(X, y, n_classes, ipc, key, *, model, n_steps, batch_size,
                                 learning_rate, ridge, learn_labels, precision, init="real",
                                 log_every=100, verbose=0, description="single network",
-                                placement=DataParallel(None, None)):
-    """The fast single-network distillation (Alg. 4 with R = 1) of ``ipc`` rows per class."""
+                                placement=DataParallel(None, None), fixed_variables=None):
+    """The fast single-network distillation (Alg. 4 with R = 1) of ``ipc`` rows per class.
+
+    ``fixed_variables``: the network's variables (a pre-trained translator's distillation
+    network); ``None`` draws a random one from ``key``.
+    """
     init_key, run_key = jax.random.split(key)
     x0, y_syn = init_synthetic(init_key, X, y, n_classes, ipc, init)
     labels0 = init_labels(y_syn, n_classes, scale=False)
@@ -202,7 +206,7 @@ def single_network_distillation(X, y, n_classes, ipc, key, *, model, n_steps, ba
                                 learning_rate=learning_rate, ridge=ridge,
                                 learn_labels=learn_labels, precision=precision,
                                 log_every=log_every, verbose=verbose, description=description,
-                                placement=placement)
+                                placement=placement, fixed_variables=fixed_variables)
     return x, y_syn, labels, result
 
 

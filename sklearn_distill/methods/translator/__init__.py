@@ -15,7 +15,9 @@ to a set that does well in *other* random networks. Three stages, each usable on
    KRR in freshly sampled random networks, predict the real rows of the cached sub-tasks;
 3. adaptation (``TranslatorDistiller(adapt_steps=...)``): a few steps of the same objective on
    single-network distillations of the *target* dataset at a list of ipc values; after that,
-   :math:`G` turns a single-network distillation at any ipc into the final synthetic set.
+   :math:`G` turns a single-network distillation at any ipc into the final synthetic set. The
+   target is distilled in the cache's fixed network, which the pre-trained translator carries
+   (``PretrainedTranslator.distillation_network``), as in the paper's Alg. 3.
 
 A (pre-)trained translator is a :class:`PretrainedTranslator`: parameters as NumPy arrays, saved
 to one ``.npz`` file with a JSON metadata block (no pickle). Being fully convolutional, it applies

@@ -342,14 +342,34 @@ class TranslatorCache:
         missing = sorted(set(range(int(n_tasks))) - set(self.indices()))
         if not missing:
             return self
-        model = with_num_classes(module_from_json(config["model"]), config["c_max"])
+        model, fixed = self.distillation_network()
         config = {**config, "model": module_to_json(model)}
-        with library_prng():
-            key = jax.random.fold_in(jax.random.PRNGKey(config["random_state"]), 2**31 - 1)
-            fixed = jax.device_get(init_random_network(model, key, tuple(X.shape[1:])))
         Parallel(n_jobs=n_jobs, prefer="threads", verbose=verbose)(
             delayed(_cache_task)(i, X, y, self.directory, config, fixed) for i in missing)
         return self
+
+    def distillation_network(self):
+        """The fixed random network every sub-task is distilled in: ``(model, variables)``.
+
+        The :math:`\\theta` of Liu & Wang's Alg. 1, a function of the configuration alone
+        (``model`` with ``c_max`` outputs, seeded by ``random_state``); the variables are NumPy
+        arrays. A translator pre-trained on this cache learns to translate distillations made in
+        *this* network, so :func:`pretrain_translator` stores it with the translator and
+        :class:`TranslatorDistiller` distils the target in it (Alg. 3).
+
+        Raises
+        ------
+        ValueError
+            If the cache holds no data yet (the sample shape is unknown).
+        """
+        if self._data is None:
+            raise ValueError(f"The cache at {self.directory!r} is empty; call extend() first.")
+        model = with_num_classes(module_from_json(self.config["model"]), self.config["c_max"])
+        with library_prng():
+            key = jax.random.fold_in(jax.random.PRNGKey(self.config["random_state"]), 2**31 - 1)
+            fixed = jax.device_get(init_random_network(model, key,
+                                                       tuple(self._data["sample_shape"])))
+        return model, fixed
 
     def bank(self):
         """The cached sub-tasks as padded arrays (``x``, ``labels``, ``mask``, ``rows``, ``targets``)."""

@@ -5,12 +5,12 @@ from numbers import Integral, Real
 
 import jax
 import numpy as np
-from sklearn.utils._param_validation import HasMethods, Interval
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 
 from ..._sharding import data_parallel
 from ..._training import centred_one_hot
 from ...base import BaseDistiller, DistillationResult
-from ...networks import with_num_classes
+from ...networks import features, with_num_classes
 from ..krr import KRR_CONSTRAINTS, single_network_distillation, default_random_network
 from .cache import pad_bank
 from .network import PretrainedTranslator, Translator
@@ -22,10 +22,13 @@ __all__ = ["TranslatorDistiller"]
 class TranslatorDistiller(BaseDistiller):
     r"""Few-shot dataset distillation with a (pre-trained) translator.
 
-    ``fit`` (i) distils ``ipc`` samples per class in *one* random network (:class:`KRRDistiller`
+    ``fit`` (i) distils ``ipc`` samples per class in *one* network (:class:`KRRDistiller`
     with :math:`R = 1`, ``n_steps`` steps: fast, since the real rows pass through one network
     once), (ii) optionally adapts the translator to the data, and (iii) returns the translator's
-    output on that set; the labels are those of the single-network distillation.
+    output on that set; the labels are those of the single-network distillation. As in Liu &
+    Wang's Alg. 3, that one network is the fixed network the translator was pre-trained on
+    (``translator.distillation_network``, recorded by :func:`pretrain_translator`): the
+    translator has learned what distilling in *that* network does to images, not in another.
 
     Adaptation (stage 3, ``adapt_steps > 0``): single-network distillations of the data at each
     ipc of ``adapt_ipc`` are made, and the translator takes ``adapt_steps`` Adam steps so that its
@@ -57,6 +60,12 @@ class TranslatorDistiller(BaseDistiller):
         Translator steps on the data; 0 skips adaptation.
     adapt_learning_rate : float, default=1e-3
         Adam rate of the translator during adaptation.
+    distillation_network : {"translator", "random"}, default="translator"
+        The network of the single-network distillations (the target's and the adaptation
+        sets'): "translator" is the pre-trained translator's ``distillation_network`` (a random
+        one drawn from ``random_state`` when it has none: an untrained translator, or a file
+        saved before it was recorded); "random" always draws a new random network. With
+        "translator" and ``model=None``, the random-network family is the translator's.
     image_shape : tuple or None, default=None
     n_eval_models : int, default=5
     eval_steps : int or "auto", default="auto"
@@ -118,13 +127,14 @@ class TranslatorDistiller(BaseDistiller):
         "adapt_ipc": [tuple, list, None],
         "adapt_steps": [Interval(Integral, 0, None, closed="left")],
         "adapt_learning_rate": [Interval(Real, 0, None, closed="neither")],
+        "distillation_network": [StrOptions({"translator", "random"})],
     }
 
     def __init__(self, ipc=1, *, translator=None, n_steps=100, learning_rate=0.01, batch_size=1024,
                  learn_labels=True, model=None, ridge=1e-6, precision="highest", adapt_ipc=None,
                  adapt_steps=100, adapt_learning_rate=1e-3, image_shape=None, n_eval_models=5,
                  eval_steps="auto", eval_model=None, log_every=100, devices=None, verbose=0,
-                 eval_protocol="library",
+                 eval_protocol="library", distillation_network="translator",
                  random_state=None):
         self.ipc = ipc
         self.translator = translator
@@ -143,6 +153,7 @@ class TranslatorDistiller(BaseDistiller):
         self.eval_steps = eval_steps
         self.eval_model = eval_model
         self.eval_protocol = eval_protocol
+        self.distillation_network = distillation_network
         self.log_every = log_every
         self.devices = devices
         self.verbose = verbose
@@ -174,18 +185,36 @@ class TranslatorDistiller(BaseDistiller):
                              f"smallest class has {smallest} rows.")
         return ipcs
 
+    def _fixed_network(self, translator, sample_shape):
+        """The translator's distillation network ``(model, variables)``, or ``(None, None)``."""
+        if self.distillation_network == "random" or translator.distillation_network is None:
+            return None, None
+        net_model, variables = translator.distillation_network
+        probe = jax.ShapeDtypeStruct((1,) + tuple(sample_shape), np.float32)
+        try:  # only the feature layers matter (a ConvNet's feature layers work at any resolution)
+            jax.eval_shape(lambda x: features(net_model, variables, x), probe)
+        except Exception as exc:
+            raise ValueError(f"`translator`'s distillation network cannot take samples of shape "
+                             f"{tuple(sample_shape)} ({type(exc).__name__}); use "
+                             f"distillation_network='random'.") from None
+        return net_model, variables
+
     def _distill(self, X, y, key):
         n_classes = len(self.classes_)
         channels = X.shape[-1]
-        model = with_num_classes(self.model if self.model is not None
-                                 else default_random_network(X.shape[1:]), n_classes)
         ipcs = self._adapt_ipcs(y) if self.adapt_steps > 0 else ()
         single_key, adapt_key, translator_key = jax.random.split(key, 3)
         translator = self._resolve_translator(channels, translator_key)
-        common = dict(model=model, n_steps=self.n_steps, batch_size=self.batch_size,
+        net_model, fixed = self._fixed_network(translator, X.shape[1:])
+        family = (self.model if self.model is not None
+                  else net_model if net_model is not None
+                  else default_random_network(X.shape[1:]))
+        model = with_num_classes(family, n_classes)
+        common = dict(n_steps=self.n_steps, batch_size=self.batch_size,
                       learning_rate=self.learning_rate, ridge=self.ridge,
                       learn_labels=self.learn_labels, precision=self.precision,
-                      placement=data_parallel(self.devices))
+                      placement=data_parallel(self.devices),
+                      model=model if fixed is None else net_model, fixed_variables=fixed)
         x1, y1, labels1, result = single_network_distillation(
             X, y, n_classes, self.ipc, single_key, log_every=self.log_every, verbose=self.verbose,
             **common)

@@ -174,6 +174,11 @@ class PretrainedTranslator:
         Channels of the images it translates (features, for tabular rows).
     metadata : dict or None
         JSON-serialisable record (pre-training and adaptation settings and losses).
+    distillation_network : tuple (network, variables) or None, default=None
+        The fixed random network the translator's inputs were distilled in during pre-training
+        (:meth:`TranslatorCache.distillation_network`, the :math:`\\theta` of Liu & Wang's
+        Alg. 1 and 3); :class:`TranslatorDistiller` distils the target in it. ``None``: not
+        known (an untrained translator, or a file saved before it was recorded).
 
     Examples
     --------
@@ -184,11 +189,16 @@ class PretrainedTranslator:
     True
     """
 
-    def __init__(self, network, params, channels, metadata=None):
+    def __init__(self, network, params, channels, metadata=None, distillation_network=None):
         self.network = network
         self.params = jax.tree.map(lambda a: np.asarray(a, np.float32), params)
         self.channels = int(channels)
         self.metadata = dict(metadata or {})
+        if distillation_network is not None:
+            model, variables = distillation_network
+            distillation_network = (model, jax.tree.map(lambda a: np.asarray(a, np.float32),
+                                                        variables))
+        self.distillation_network = distillation_network
 
     @classmethod
     def identity(cls, network=None, channels=1, random_state=0):
@@ -228,6 +238,12 @@ class PretrainedTranslator:
         meta = {"format": _TRANSLATOR_FORMAT, "network": module_to_json(self.network),
                 "channels": self.channels, "parameters": sorted(flat), "metadata": self.metadata}
         arrays = {"param:" + k: np.asarray(v) for k, v in flat.items()}
+        if self.distillation_network is not None:
+            model, variables = self.distillation_network
+            net_flat = traverse_util.flatten_dict(variables, sep="/")
+            meta["distillation_network"] = {"network": module_to_json(model),
+                                            "variables": sorted(net_flat)}
+            arrays.update({"net:" + k: np.asarray(v) for k, v in net_flat.items()})
         path = os.fspath(path)
         path = path if path.endswith(".npz") else path + ".npz"
         return save_container(path, arrays, meta, prefix=".translator-")
@@ -238,11 +254,18 @@ class PretrainedTranslator:
         arrays, meta = load_container(path, format=_TRANSLATOR_FORMAT, what="saved translator")
         flat = {k: arrays["param:" + k] for k in meta["parameters"]}
         params = traverse_util.unflatten_dict(flat, sep="/")
-        return cls(module_from_json(meta["network"]), params, meta["channels"], meta["metadata"])
+        net = meta.get("distillation_network")  # absent from files saved before it was recorded
+        if net is not None:
+            variables = traverse_util.unflatten_dict(
+                {k: arrays["net:" + k] for k in net["variables"]}, sep="/")
+            net = (module_from_json(net["network"]), variables)
+        return cls(module_from_json(meta["network"]), params, meta["channels"], meta["metadata"],
+                   net)
 
     def copy(self):
         return PretrainedTranslator(self.network, jax.tree.map(np.copy, self.params), self.channels,
-                                    json.loads(json.dumps(self.metadata)))
+                                    json.loads(json.dumps(self.metadata)),
+                                    self.distillation_network)
 
     def __repr__(self):
         steps = self.metadata.get("trained_steps", 0)

@@ -130,7 +130,7 @@ def train_translator(translator, bank, X_real, Y_real, key, *, model, n_steps, l
     metadata = json.loads(json.dumps(translator.metadata))
     metadata["trained_steps"] = int(metadata.get("trained_steps", 0)) + int(result.step)
     trained = PretrainedTranslator(translator.network, jax.device_get(params), translator.channels,
-                                   metadata)
+                                   metadata, translator.distillation_network)
     return trained, record
 
 
@@ -190,6 +190,8 @@ def pretrain_translator(cache, X, y, *, translator=None, n_steps=1000, learning_
     Returns
     -------
     PretrainedTranslator
+        With ``distillation_network`` set to the cache's fixed network, in which
+        :class:`TranslatorDistiller` then distils the target.
     """
     if not isinstance(cache, TranslatorCache):
         cache = TranslatorCache.open(cache)
@@ -224,4 +226,7 @@ def pretrain_translator(cache, X, y, *, translator=None, n_steps=1000, learning_
             description="pre-training translator", placement=data_parallel(devices))
     record.update(cache_config=cfg, n_tasks=len(tasks), source=cache.data_info)
     trained.metadata.setdefault("pretraining", []).append(record)
+    # The translator learned to translate distillations made in the cache's fixed network: keep
+    # it, so that the target is distilled in the same one (Liu & Wang, Alg. 3).
+    trained.distillation_network = cache.distillation_network()
     return trained
