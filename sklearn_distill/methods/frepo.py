@@ -62,6 +62,10 @@ class _Config(NamedTuple):
     flip: bool
     precision: str
     placement: DataParallel
+    # Rows of the synthetic set whose features are computed per rematerialised chunk (0: all at
+    # once); see `synthetic_features`.
+    feature_chunk: int = 0
+    solver: str = "auto"
 
 
 def hyperparameters(n_steps, learning_rate, ridge, max_online_steps, online_learning_rate):
@@ -97,17 +101,47 @@ def meta_loss(synthetic, variables, x_real, y_real, config, ridge):
         y = jax.lax.stop_gradient(y)
     if config.flip:
         # The mirrored copies enter the regression as extra support points with the same labels.
-        x = jnp.concatenate([x, flip_images(x)])
         y = jnp.concatenate([y, y])
     # Inference mode: batch norm uses the running statistics of the member's online training,
     # and no statistics are taken from the real or the synthetic batch.
     feat_t = jax.lax.stop_gradient(features(config.model, variables, x_real))
-    feat_s = features(config.model, variables, x)
+    feat_s = synthetic_features(config.model, variables, x, config.flip, config.feature_chunk)
     # "auto" solves in primal form when the synthetic set outnumbers the features: the dual Gram
     # matrix is then rank-deficient and its float32 Cholesky fails under the tiny ridge.
-    kernel_loss = feature_regression_loss(feat_t, y_real, feat_s, y, ridge, solver="auto",
+    kernel_loss = feature_regression_loss(feat_t, y_real, feat_s, y, ridge, solver=config.solver,
                                           precision=config.precision)
     return kernel_loss + margin, kernel_loss
+
+
+def synthetic_features(model, variables, x, flip, chunk=0):
+    """Features of the synthetic images ``x`` (then of their mirror images with ``flip``).
+
+    Returns an array of shape ``(n, d)``, or ``(2 n, d)`` with ``flip`` (the ``n`` mirrored rows
+    after the ``n`` original ones). With ``chunk > 0`` the rows are processed ``chunk`` at a time
+    in a ``lax.map`` whose body is rematerialised (``jax.checkpoint``): the backward pass keeps
+    only each chunk's input and recomputes its activations, so the activation memory of the
+    meta-gradient is that of one chunk instead of the whole (doubled) set, at the price of a
+    second forward pass. The mirrored copies exist one chunk at a time. Features are computed
+    row by row (inference mode), so the result is the unchunked one up to float32 rounding.
+    """
+    n = x.shape[0]
+    if chunk <= 0 or chunk >= n:
+        return features(model, variables, jnp.concatenate([x, flip_images(x)]) if flip else x)
+
+    @jax.checkpoint
+    def block(rows):
+        if flip:
+            rows = jnp.concatenate([rows, flip_images(rows)])
+        return features(model, variables, rows)
+
+    n_chunks = -(-n // chunk)
+    chunk = -(-n // n_chunks)  # the same number of chunks, as little padding as possible
+    padded = jnp.pad(x, [(0, n_chunks * chunk - n)] + [(0, 0)] * (x.ndim - 1))
+    out = jax.lax.map(block, padded.reshape((n_chunks, chunk) + x.shape[1:]))
+    if not flip:
+        return out.reshape((n_chunks * chunk, -1))[:n]
+    out = out.reshape((n_chunks, 2, chunk, -1)).swapaxes(0, 1).reshape((2, n_chunks * chunk, -1))
+    return out[:, :n].reshape((2 * n, -1))
 
 
 def _meta_gradient(state, X_real, Y_real, hyper, config):
