@@ -337,7 +337,6 @@ def large_sets(args):
     are timed in alternating blocks so that they share the machine's load, and the median block
     is kept.
     """
-    import jax
 
     from sklearn_distill._jax import library_prng
 

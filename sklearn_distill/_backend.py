@@ -24,6 +24,13 @@ The decisions (the reason, measured, stays at each call site):
 ``host_loops``
     Long loops without gradient (RaT-BPTT's prefix of the unroll) run from Python, one jitted
     step per iteration, instead of inside the jitted meta-step. Auto: on the CPU.
+``remat_features``
+    FRePo computes the synthetic set's features in rematerialised chunks (the backward pass
+    recomputes one chunk's activations instead of keeping the whole set's). Auto: on
+    accelerators, whose memory bounds the synthetic-set size; the CPU has memory to spare and
+    runs the recomputation at a loss (1,600 images, width 8: XLA temporaries 511 -> 188 MB, step
+    1.4x slower, ``benchmarks/results/frepo_large_sets.md``). The accelerator time is pending a
+    GPU measurement.
 
 A decision is read when a fit builds its static configuration (a jit static argument), so a
 compiled step always matches the policy it was built under. Values are per thread.
@@ -35,13 +42,14 @@ from contextlib import contextmanager
 import jax
 
 __all__ = ["DECISIONS", "backend_context", "get_backend_policy", "set_backend_policy",
-           "branch_free", "unroll", "host_loops"]
+           "branch_free", "unroll", "host_loops", "remat_features"]
 
 # The automatic rule of each decision: a function of "is the default backend the CPU?".
 DECISIONS = {
     "branch_free": lambda cpu: cpu,
     "unroll": lambda cpu: True,
     "host_loops": lambda cpu: cpu,
+    "remat_features": lambda cpu: not cpu,
 }
 
 _local = threading.local()
@@ -99,3 +107,8 @@ def unroll():
 def host_loops():
     """Whether long gradient-free loops run from Python, one jitted step per iteration."""
     return get_backend_policy()["host_loops"]
+
+
+def remat_features():
+    """Whether FRePo computes synthetic features in rematerialised chunks."""
+    return get_backend_policy()["remat_features"]

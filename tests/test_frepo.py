@@ -308,3 +308,16 @@ def test_chunked_rematerialised_features_give_the_plain_meta_gradient(flip):
     feats = jax.jit(F.synthetic_features, static_argnums=(0, 3, 4))
     np.testing.assert_allclose(feats(model, variables, syn["x"], flip, 4),
                                feats(model, variables, syn["x"], flip, 0), rtol=1e-5, atol=1e-6)
+
+
+def test_remat_features_decision_gives_the_same_fit(digits):
+    # The accelerator path (rematerialised feature chunks) on the CPU: same synthetic set.
+    from sklearn_distill._backend import backend_context
+
+    X, y = digits
+    plain = tiny(ipc=30, n_steps=2, log_every=1, batch_size=32).fit(X, y)
+    with backend_context(remat_features=True):
+        assert F._FEATURE_CHUNK < 300  # several chunks of the 300 synthetic rows
+        chunked = tiny(ipc=30, n_steps=2, log_every=1, batch_size=32).fit(X, y)
+    np.testing.assert_allclose(chunked.synthetic_X_, plain.synthetic_X_, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(chunked.history_["loss"], plain.history_["loss"], rtol=1e-4)

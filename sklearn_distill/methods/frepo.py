@@ -32,7 +32,7 @@ import numpy as np
 import optax
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from .. import _pool
+from .. import _backend, _pool
 from .._sharding import DataParallel
 from .._training import (centred_one_hot, init_labels, label_margin_loss, real_batch,
                          resolve_flip, scale_rows, select_tree, tree_isfinite)
@@ -46,6 +46,9 @@ __all__ = ["FRePoDistiller"]
 
 # Rows of the synthetic set per online step of a pool member (the official code's cap).
 _ONLINE_BATCH = 1000
+# Synthetic rows per rematerialised feature chunk (twice as many support points with flips),
+# under the `remat_features` backend decision.
+_FEATURE_CHUNK = 256
 
 
 class _Config(NamedTuple):
@@ -390,7 +393,8 @@ class FRePoDistiller(GradientDistiller):
         flip = resolve_flip(self.flip, tuple(X.shape[1:]))
         config = _Config(model=model, batch_size=placement.batch_size(self.batch_size, len(X)),
                          learn_labels=bool(self.learn_labels), flip=flip,
-                         precision=self.precision, placement=placement)
+                         precision=self.precision, placement=placement,
+                         feature_chunk=_FEATURE_CHUNK if _backend.remat_features() else 0)
         hyper = hyperparameters(self.n_steps, self.learning_rate, self.ridge,
                                 self.max_online_steps, self.online_learning_rate)
         pool_key, loop_key = keys
