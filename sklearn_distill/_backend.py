@@ -27,10 +27,11 @@ The decisions (the reason, measured, stays at each call site):
 ``remat_features``
     FRePo computes the synthetic set's features in rematerialised chunks (the backward pass
     recomputes one chunk's activations instead of keeping the whole set's). Auto: on
-    accelerators, whose memory bounds the synthetic-set size; the CPU has memory to spare and
-    runs the recomputation at a loss (1,600 images, width 8: XLA temporaries 511 -> 188 MB, step
-    1.4x slower, ``benchmarks/results/frepo_large_sets.md``). The accelerator time is pending a
-    GPU measurement.
+    accelerators, whose memory bounds the synthetic-set size (1,600 images at width 128: XLA
+    temporaries of the meta-step 9,089 -> 2,924 MB); the CPU has memory to spare and runs the
+    chunk loop at a loss (1,600 images, width 8: 511 -> 188 MB but a 2.4x slower step, the
+    recomputation plus XLA's slow convolutions inside loops on the CPU;
+    ``benchmarks/results/frepo_large_sets.md``). The accelerator time is pending a GPU run.
 
 A decision is read when a fit builds its static configuration (a jit static argument), so a
 compiled step always matches the policy it was built under. Values are per thread.
