@@ -339,7 +339,7 @@ def main(argv=None):
     p.add_argument("--unrolls", nargs="+", default=["true", "false", "5"],
                    help="loops mode: unroll values (true, false or an int k >= 2; 1 == True "
                         "as a static argument)")
-    p.add_argument("--loop-configs", type=lambda t: tuple(map(int, t.split(","))), nargs="+",
+    p.add_argument("--loop-configs", type=lambda t: tuple(map(int, t.split(","))), nargs="*",
                    default=[(10, 10), (20, 20)], help="loops mode: n_inner,n_hinv pairs")
     p.add_argument("--blocks", type=int, default=3)
     p.add_argument("--name", default=None, help="results file name (loops mode)")
