@@ -271,17 +271,23 @@ def loops(args):
                 info.update(unroll=text, memory_only=True)
                 print(json.dumps(info), flush=True)
                 rows.append(info)
-    out = {"mode": "loops", "config": vars(args), "machine": machine_info(), "results": rows}
+    write_loops(args, rows)
+
+
+def write_loops(args, rows, note=""):
+    """The JSON + markdown of the loops mode (``rows`` as built by ``loops``)."""
+    out = {"mode": "loops", "config": vars(args), "machine": machine_info(), "results": rows,
+           "note": note}
     lines = [f"RCIG meta-step, unrolled against while loops: MNIST-shaped random data (28x28x1, 10 "
              f"classes), ConvNet width {args.width} (doubling, softplus), {args.n_syn} synthetic "
              f"images, real batch {args.cost_batch}, pool 4, online steps up to 15; "
              f"{machine_summary(out['machine'])}. unroll True: inner, Hessian-inverse and online "
-             "loops unrolled; False: all three while loops; k: inner and Hessian-inverse loops "
-             "unrolled k steps per trip (1: rolled), online loop unrolled. Times: median of "
+             "loops unrolled; False: all three while loops; k >= 2: inner and Hessian-inverse loops "
+             "unrolled k steps per trip, online loop unrolled. Times: median of "
              f"{args.blocks} alternating blocks of {args.repeats} steps in one process (the "
              "machine was shared); ratio to the first variant.", "",
              "CPU ms and compile CPU s are the process's CPU time (all threads), which a "
-             "shared machine's load does not inflate.", "",
+             "shared machine's load does not inflate. " + note, "",
              "| n_inner | n_hinv | unroll | ms/step | ratio | CPU ms/step | compile s | "
              "compile CPU s | XLA temp MB |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:

@@ -18,9 +18,12 @@ The decisions (the reason, measured, stays at each call site):
     XLA backend runs convolutions inside a conditional many times slower.
 ``unroll``
     Fixed-length loops inside a jitted step (RCIG's inner, Hessian-inverse and online loops) are
-    unrolled instead of compiled as while loops. Auto: on every backend -- measured on the CPU
-    only, where while loops run convolutions several times slower; an accelerator measurement
-    may make it a CPU-only choice.
+    unrolled instead of compiled as while loops. Auto: on the CPU, whose backend runs
+    convolutions inside while loops slowly (RCIG, n_inner = n_hinv = 20: 2.5x the CPU time per
+    step with while loops, 2.3x with a partial unroll by 5) at the price of compile time (57.9
+    against 17.5 CPU s; ``benchmarks/results/rcig_ratbptt_loops_rcig.md``). Accelerators keep
+    the while loops: no speed-up is measured there and unrolling multiplies compile time (the
+    10 s target); pending a GPU measurement.
 ``host_loops``
     Long loops without gradient (RaT-BPTT's prefix of the unroll) run from Python, one jitted
     step per iteration, instead of inside the jitted meta-step. Auto: on the CPU.
@@ -48,7 +51,7 @@ __all__ = ["DECISIONS", "backend_context", "get_backend_policy", "set_backend_po
 # The automatic rule of each decision: a function of "is the default backend the CPU?".
 DECISIONS = {
     "branch_free": lambda cpu: cpu,
-    "unroll": lambda cpu: True,
+    "unroll": lambda cpu: cpu,
     "host_loops": lambda cpu: cpu,
     "remat_features": lambda cpu: not cpu,
 }
