@@ -248,6 +248,170 @@ def cost(args):
     write("frepo_cost", out, lines)
 
 
+def _large_setup(width, n_syn, n_classes, batch, depth=3, shape=(32, 32, 3), flip=True,
+                 learn_labels=True, feature_chunk=0, solver="auto"):
+    """Random data, state and static configuration of one FRePo meta-step (as in step_cost)."""
+    import jax
+    import jax.numpy as jnp
+
+    from sklearn_distill import ConvNet
+    from sklearn_distill._sharding import DataParallel
+    from sklearn_distill._training import centred_one_hot, init_labels
+    from sklearn_distill.methods import frepo as F
+    from sklearn_distill.networks import with_num_classes
+
+    rng = np.random.default_rng(0)
+    model = with_num_classes(ConvNet(width=width, depth=depth, norm="batch",
+                                     width_doubling=True), n_classes)
+    ipc = n_syn // n_classes
+    x_syn = rng.standard_normal((ipc * n_classes,) + shape).astype(np.float32)
+    y_syn = np.repeat(np.arange(n_classes), ipc)
+    X = jnp.asarray(rng.standard_normal((max(4 * batch, 2048),) + shape).astype(np.float32))
+    Y = jnp.asarray(centred_one_hot(rng.integers(0, n_classes, X.shape[0]), n_classes))
+    key = jax.random.PRNGKey(0)
+    config = F._Config(model=model, batch_size=batch, learn_labels=learn_labels, flip=flip,
+                       precision="highest", placement=DataParallel(None, None),
+                       feature_chunk=feature_chunk, solver=solver)
+    hyper = F.hyperparameters(1000, 3e-4, 1e-6, 100, 3e-4)
+    state = F.init_state(x_syn, init_labels(y_syn, n_classes), key, key, model, 10, 100)
+    return state, X, Y, hyper, config
+
+
+# The variants of the large-set profile: what is compiled ("step": the whole meta-step,
+# "grad": the meta-gradient alone, "online": the pool member's online step alone) and how.
+LARGE_VARIANTS = {
+    "step": ("step", {}),
+    "step_chunked": ("step", {"feature_chunk": "chunk"}),
+    "grad": ("grad", {}),
+    "grad_no_flip": ("grad", {"flip": False}),
+    "grad_no_margin": ("grad", {"learn_labels": False}),
+    "grad_dual": ("grad", {"solver": "dual"}),
+    "grad_primal": ("grad", {"solver": "primal"}),
+    "grad_chunked": ("grad", {"feature_chunk": "chunk"}),
+    "online_batch": ("online", {"online_batch": True}),
+    "online_all_rows": ("online", {"online_batch": False}),
+}
+
+
+def _large_fn(kind, width, n_syn, batch, options, chunk):
+    """A compiled variant and its arguments; the step's state is threaded through calls."""
+    import jax
+    import jax.numpy as jnp
+
+    from sklearn_distill import _pool
+    from sklearn_distill.methods import frepo as F
+
+    opts = dict(options)
+    online_batch = opts.pop("online_batch", True)
+    if opts.get("feature_chunk") == "chunk":
+        opts["feature_chunk"] = chunk
+    state, X, Y, hyper, config = _large_setup(width, n_syn, 100, batch, **opts)
+    if kind == "step":
+        compiled = F._meta_step.lower(state, X, Y, hyper, config).compile()
+        return compiled, [state, X, Y, hyper], True
+    if kind == "grad":
+        compiled = F.meta_gradient.lower(state, X, Y, hyper, config).compile()
+        return compiled, [state, X, Y, hyper], False
+    key = jax.random.PRNGKey(1)
+    rows = F._ONLINE_BATCH if online_batch and n_syn > F._ONLINE_BATCH else None
+
+    def online(st):
+        return _pool.online_update(st["pool"], jnp.asarray(0), key, st["x"], st["y"],
+                                   model=config.model,
+                                   optimizer=_pool.pool_optimizer(hyper["online_learning_rate"]),
+                                   max_online_steps=hyper["max_online_steps"], batch_size=rows)
+
+    return jax.jit(online).lower(state).compile(), [state], False
+
+
+def large_sets(args):
+    """Where the time and memory of a meta-step go at large synthetic sets (variants in one run).
+
+    Every variant is compiled first (compile seconds, XLA temporaries, FLOPs); then the variants
+    are timed in alternating blocks so that they share the machine's load, and the median block
+    is kept.
+    """
+
+    from sklearn_distill._jax import library_prng
+
+    with library_prng():  # the fits' own PRNG setting (it changes compile times several-fold)
+        _large_sets(args)
+
+
+def _large_sets(args):
+    import jax
+
+    rows = []
+    for width, n_syn in zip(args.large_widths, args.large_sizes):
+        fns = {}
+        for name in args.variants:
+            kind, options = LARGE_VARIANTS[name]
+            start = time.perf_counter()
+            compiled, fn_args, threads = _large_fn(kind, width, n_syn, args.batch, options,
+                                                   args.chunk)
+            compile_s = time.perf_counter() - start
+            mem = compiled.memory_analysis()
+            fns[name] = (compiled, fn_args, threads)
+            rows.append({"width": width, "n_synthetic": n_syn, "variant": name,
+                         "compile_s": compile_s, "flops": _flops(compiled),
+                         "xla_temp_MB": mem.temp_size_in_bytes / 2**20,
+                         "xla_args_MB": mem.argument_size_in_bytes / 2**20, "block_ms": []})
+            print(json.dumps({k: v for k, v in rows[-1].items() if k != "block_ms"}), flush=True)
+        if args.compile_only:
+            continue
+        mine = {r["variant"]: r for r in rows[-len(args.variants):]}
+
+        def run(name):
+            compiled, fn_args, threads = fns[name]
+            out = compiled(*fn_args)
+            if threads:
+                fn_args[0] = out[0]
+            return out
+
+        for name in fns:  # warm-up
+            jax.block_until_ready(run(name))
+        for _ in range(args.blocks):
+            for name in fns:
+                start = time.perf_counter()
+                for _ in range(args.repeats):
+                    out = run(name)
+                jax.block_until_ready(out)
+                mine[name]["block_ms"].append(1000 * (time.perf_counter() - start) / args.repeats)
+        for name, r in mine.items():
+            r["ms"] = float(np.median(r["block_ms"]))
+            r["ms_ratio_to_step" if name.startswith("step") else "ms_ratio_to_base"] = (
+                r["ms"] / mine["step" if name.startswith("step") else
+                              ("grad" if name.startswith("grad") else "online_batch")]["ms"]
+                if ("step" in mine and "grad" in mine and "online_batch" in mine) else None)
+            print(json.dumps({"width": width, "n_synthetic": n_syn, "variant": name,
+                              "ms": r["ms"]}), flush=True)
+    write_large_sets(args, rows)
+
+
+def write_large_sets(args, rows, note=""):
+    """The JSON + markdown of the large-set profile (``rows`` as built by ``large_sets``)."""
+    out = {"mode": "large_sets", "config": vars(args), "machine": machine_info(),
+           "results": rows, "note": note}
+    lines = [f"FRePo meta-step at large synthetic sets: batch {args.batch}, 32x32x3 inputs, "
+             f"100 classes, pool 10, flip on unless stated, ConvNet depth 3 with width doubling "
+             f"and batch norm (widths scaled down for the CPU); chunked variants use "
+             f"{args.chunk}-row rematerialised chunks; {machine_summary(out['machine'])}. "
+             "Times are medians of "
+             f"{args.blocks} alternating blocks of {args.repeats} calls in one process "
+             "(the machine was shared); ratios compare variants of the same configuration.",
+             "GFLOP: XLA's cost analysis, which counts a loop body once (chunked variants are "
+             "undercounted). " + note, "",
+             "| width | n synthetic | variant | ms | ratio | XLA temp MB | GFLOP | compile s |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        ratio = r.get("ms_ratio_to_step", r.get("ms_ratio_to_base"))
+        ms = f"{r['ms']:.1f}" if "ms" in r else "not run"
+        lines.append(f"| {r['width']} | {r['n_synthetic']} | {r['variant']} | {ms} | "
+                     f"{'' if ratio is None else f'{ratio:.2f}'} | {r['xla_temp_MB']:.0f} | "
+                     f"{r['flops'] / 1e9:.2f} | {r['compile_s']:.1f} |")
+    write(args.name or "frepo_large_sets", out, lines)
+
+
 def write(name, out, lines):
     write_results(name, out, lines, RESULTS)
 
@@ -279,8 +443,23 @@ def main(argv=None):
     p.add_argument("--sizes", type=int, nargs="+", default=[100, 400, 1600, 6400])
     p.add_argument("--size-width", type=int, default=128)
     p.add_argument("--repeats", type=int, default=10)
+    p.add_argument("--large", action="store_true",
+                   help="profile large synthetic sets: timed variants that leave one part out")
+    p.add_argument("--large-widths", type=int, nargs="+", default=[16, 16, 8])
+    p.add_argument("--large-sizes", type=int, nargs="+", default=[400, 1600, 6400])
+    p.add_argument("--variants", nargs="+", default=list(LARGE_VARIANTS),
+                   choices=list(LARGE_VARIANTS))
+    p.add_argument("--chunk", type=int, default=256, help="rows per chunk of chunked variants")
+    p.add_argument("--blocks", type=int, default=3)
+    p.add_argument("--compile-only", action="store_true",
+                   help="large mode: compile and report memory and FLOPs without running")
+    p.add_argument("--name", default=None, help="results file name (large mode)")
     args = p.parse_args(argv)
-    if args.cost:
+    if args.large:
+        if "--batch" not in (argv or sys.argv):
+            args.batch = 256
+        large_sets(args)
+    elif args.cost:
         if args.batch == 1024 and "--batch" not in (argv or sys.argv):
             args.batch = 256  # the paper's cost table uses batch 256
         cost(args)

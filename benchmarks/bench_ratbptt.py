@@ -214,7 +214,8 @@ def _reductions(args):
 # Cost of the window
 # --------------------------------------------------------------------------------------------
 
-def step_cost(window, remat, shape, width, ipc, batch, chunk, repeats, n_classes=10):
+def step_cost(window, remat, shape, width, ipc, batch, chunk, repeats, n_classes=10,
+              window_unroll=1, compiled_only=False):
     """Compile one meta-step with N = M (no prefix); time it and read XLA's memory analysis."""
     import jax
     import jax.numpy as jnp
@@ -231,7 +232,7 @@ def step_cost(window, remat, shape, width, ipc, batch, chunk, repeats, n_classes
         aug = R.ImageAugmentation(flip=shape[-1] == 3, crop=False, scale=False, rotate=True,
                                   colour=False, cutout=False)
         config = R._Config(model, window, window, "fixed", ipc, batch, min(chunk, batch), aug,
-                           False, remat, False)
+                           False, remat, False, window_unroll=window_unroll)
         x_syn = rng.standard_normal((n_classes * ipc,) + shape).astype(np.float32)
         labels = np.eye(n_classes, dtype=np.float32)[np.repeat(np.arange(n_classes), ipc)]
         X = jnp.asarray(rng.standard_normal((2 * batch,) + shape).astype(np.float32))
@@ -241,11 +242,16 @@ def step_cost(window, remat, shape, width, ipc, batch, chunk, repeats, n_classes
         hyper = R.hyperparameters(100, 1e-3, 1e-3)
         state = R.init_state(x_syn, labels, jax.random.PRNGKey(0))
         n = jnp.asarray(window, jnp.int32)
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         compiled = R._meta_step.lower(state, n, X, Y, rows, scale, hyper, config).compile()
         compile_s = time.perf_counter() - start
+        compile_cpu_s = time.process_time() - cpu_start  # robust to a shared machine's load
         mem = compiled.memory_analysis()
         temp = getattr(mem, "temp_size_in_bytes", None)
+        if compiled_only:
+            info = {"window": window, "remat": remat, "window_unroll": window_unroll,
+                    "compile_s": compile_s, "compile_cpu_s": compile_cpu_s, "xla_temp_MB": None if temp is None else temp / 2**20}
+            return info, compiled, [state, n, X, Y, rows, scale, hyper]
         state, loss = compiled(state, n, X, Y, rows, scale, hyper)
         jax.block_until_ready(loss)
         start = time.perf_counter()
@@ -285,6 +291,66 @@ def cost(args):
                      f"{a['s_per_step'] / b['s_per_step']:.2f} | {a['xla_temp_MB']:.1f} | "
                      f"{b['xla_temp_MB']:.1f} | {b['xla_temp_MB'] / a['xla_temp_MB']:.2f} |")
     write(f"ratbptt_cost_{'x'.join(map(str, shape))}_w{args.width}", out, lines)
+
+
+def loops(args):
+    """The window's scan rolled against (partially) unrolled: compile s, XLA temp, s/step.
+
+    For each window M, the meta-step with N = M is compiled with ``window_unroll`` 1 (a rolled
+    scan), each of ``--window-unrolls`` and M (fully unrolled); the variants are then timed in
+    alternating blocks in one process and the median block is kept.
+    """
+    import jax
+
+    from sklearn_distill._jax import library_prng
+
+    shape = tuple(args.shape)
+    rows = []
+    with library_prng():
+        for window in args.windows:
+            fns = {}
+            for k in sorted({1, window, *[u for u in args.window_unrolls if u < window]}):
+                info, compiled, fn_args = step_cost(window, True, shape, args.width,
+                                                    args.ipc_cost, args.batch, args.chunk,
+                                                    args.repeats, window_unroll=k,
+                                                    compiled_only=True)
+                info["block_s"] = []
+                print(json.dumps(info), flush=True)
+                fns[k] = (compiled, fn_args, info)
+                rows.append(info)
+            for compiled, fn_args, _ in fns.values():  # warm-up
+                fn_args[0], loss = compiled(*fn_args)
+                jax.block_until_ready(loss)
+            for _ in range(args.timing_blocks):
+                for compiled, fn_args, info in fns.values():
+                    start, cpu_start = time.perf_counter(), time.process_time()
+                    for _ in range(args.repeats):
+                        fn_args[0], loss = compiled(*fn_args)
+                    jax.block_until_ready(loss)
+                    info["block_s"].append((time.perf_counter() - start) / args.repeats)
+                    info.setdefault("block_cpu_s", []).append(
+                        (time.process_time() - cpu_start) / args.repeats)
+            for _, _, info in fns.values():
+                info["s_per_step"] = float(np.median(info["block_s"]))
+                info["cpu_s_per_step"] = float(np.median(info["block_cpu_s"]))
+                info["ratio"] = info["s_per_step"] / float(np.median(fns[1][2]["block_s"]))
+                print(json.dumps(info), flush=True)
+    out = {"mode": "loops", "config": vars(args), "machine": machine_info(), "results": rows}
+    lines = [f"RaT-BPTT meta-step (N = M, no prefix), the window's scan rolled (window_unroll 1) "
+             f"against unrolled (k steps per trip; k = M: fully): inputs "
+             f"{'x'.join(map(str, shape))}, 10 classes, ipc {args.ipc_cost}, ConvNet width "
+             f"{args.width} with instance norm, real batch {args.batch} in chunks of "
+             f"{args.chunk}, remat on; {machine_summary(out['machine'])}. Times: median of "
+             f"{args.timing_blocks} alternating blocks of {args.repeats} steps in one process (the "
+             "machine was shared); ratio to the rolled scan of the same M. CPU s: the "
+             "process's CPU time (all threads), which the machine's load does not inflate.", "",
+             "| M | window_unroll | s/step | ratio | CPU s/step | compile s | compile CPU s | "
+             "XLA temp MB |", "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['window']} | {r['window_unroll']} | {r['s_per_step']:.3f} | "
+                     f"{r['ratio']:.2f} | {r['cpu_s_per_step']:.3f} | {r['compile_s']:.1f} | "
+                     f"{r['compile_cpu_s']:.1f} | {r['xla_temp_MB']:.1f} |")
+    write(args.name or f"ratbptt_loops_{'x'.join(map(str, shape))}_w{args.width}", out, lines)
 
 
 # --------------------------------------------------------------------------------------------
@@ -397,7 +463,7 @@ def write(name, out, lines):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("mode", choices=["accuracy", "cost", "boost"])
+    p.add_argument("mode", choices=["accuracy", "cost", "boost", "loops"])
     p.add_argument("--dataset", choices=["digits", "mnist", "cifar10"], default="digits")
     p.add_argument("--n-train", type=int, default=None, help="subsample the training set")
     p.add_argument("--ipc", type=int, nargs="+", default=[1, 10])
@@ -427,13 +493,17 @@ def main(argv=None):
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--chunk", type=int, default=1024, help="real-batch chunk (cost mode)")
     p.add_argument("--blocks", type=int, default=5)
+    p.add_argument("--timing-blocks", type=int, default=3, help="loops mode")
+    p.add_argument("--window-unrolls", type=int, nargs="+", default=[2],
+                   help="loops mode: partial unrolls of the window's scan (1 and M always run)")
+    p.add_argument("--name", default=None, help="results file name (loops mode)")
     p.add_argument("--beta", type=float, default=0.1)
     p.add_argument("--joint-factor", type=int, default=2,
                    help="the joint set trains this many times --steps")
     p.add_argument("--subsets", type=int, default=3)
     p.add_argument("--direct", action="store_true")
     args = p.parse_args(argv)
-    {"accuracy": accuracy, "cost": cost, "boost": boost}[args.mode](args)
+    {"accuracy": accuracy, "cost": cost, "boost": boost, "loops": loops}[args.mode](args)
 
 
 if __name__ == "__main__":

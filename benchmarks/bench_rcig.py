@@ -116,7 +116,7 @@ def accuracy(args):
 
 
 def step_cost(width, n_syn, n_inner, n_hinv, subset, repeats, batch=256, shape=(28, 28, 1),
-              n_classes=10, run=True, online_steps=15):
+              n_classes=10, run=True, online_steps=15, unroll=True, compiled_only=False):
     """Milliseconds per meta-step and XLA memory of one RCIG meta-step on random data."""
     import jax
     import jax.numpy as jnp
@@ -135,18 +135,23 @@ def step_cost(width, n_syn, n_inner, n_hinv, subset, repeats, batch=256, shape=(
     key = jax.random.PRNGKey(0)
     config = R._Config(model=model, batch_size=batch, learn_labels=True, flip=False,
                        n_inner=n_inner, n_hinv=n_hinv, hinv_solver="adam", online_steps=online_steps,
-                       n_backward_subset=subset, clip_implicit=True, precision="highest")
+                       n_backward_subset=subset, clip_implicit=True, precision="highest",
+                       unroll=unroll)
     hyper = R.hyperparameters(3e-3, 3e-2, 5e-4, 100, 5e-5)
     state = R.init_state(x_syn, y_syn, key, key, model, 4, 100)
     state = {**state, "inner_lr": jnp.float32(1e-3), "hinv_lr": jnp.float32(1e-3)}
     state = jax.tree.map(lambda a: jnp.array(a, copy=True), state)
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     compiled = R._meta_step.lower(state, X, Y, hyper, config).compile()
     compile_s = time.perf_counter() - start
+    compile_cpu_s = time.process_time() - cpu_start  # robust to a shared machine's load
     mem = compiled.memory_analysis()
     out = {"width": width, "n_synthetic": n_syn, "n_inner": n_inner, "n_hinv": n_hinv,
            "n_backward_subset": subset, "compile_s": round(compile_s, 1),
+           "compile_cpu_s": round(compile_cpu_s, 1),
            "xla_temp_MB": getattr(mem, "temp_size_in_bytes", float("nan")) / 2**20}
+    if compiled_only:
+        return out, compiled, [state, X, Y, hyper]
     if run:
         # The pool member trains a random number of steps; a fixed seed makes runs comparable.
         for _ in range(2):
@@ -211,6 +216,96 @@ def cost(args):
     write(f"rcig_cost_w{args.width}", out, lines)
 
 
+def _unroll_value(text):
+    return {"true": True, "false": False}.get(text.lower()) if not text.isdigit() else int(text)
+
+
+def loops(args):
+    """While loops against unrolled ones: compile seconds, XLA temporaries and ms per step.
+
+    ``unroll`` True: the inner, Hessian-inverse and online loops unrolled; False: all three
+    while loops; an int k: the inner and Hessian-inverse loops partially unrolled by k (1: not
+    at all), the online loop unrolled. Every variant is compiled first, then the variants are
+    timed in alternating blocks in one process and the median block is kept.
+    """
+    import jax
+
+    from sklearn_distill._jax import library_prng
+
+    rows = []
+    with library_prng():
+        for n_inner, n_hinv in args.loop_configs:
+            fns = {}
+            for text in args.unrolls:
+                unroll = _unroll_value(text)
+                info, compiled, fn_args = step_cost(
+                    args.width, args.n_syn, n_inner, n_hinv, None, args.repeats,
+                    batch=args.cost_batch, unroll=unroll, compiled_only=True)
+                info.update(unroll=text, block_ms=[])
+                print(json.dumps(info), flush=True)
+                fns[text] = (compiled, fn_args, info)
+                rows.append(info)
+            for compiled, fn_args, _ in fns.values():  # warm-up
+                fn_args[0], loss = compiled(*fn_args)
+                jax.block_until_ready(loss)
+            for _ in range(args.blocks):
+                for compiled, fn_args, info in fns.values():
+                    start, cpu_start = time.perf_counter(), time.process_time()
+                    for _ in range(args.repeats):
+                        fn_args[0], loss = compiled(*fn_args)
+                    jax.block_until_ready(loss)
+                    info["block_ms"].append(1000 * (time.perf_counter() - start) / args.repeats)
+                    info.setdefault("block_cpu_ms", []).append(
+                        1000 * (time.process_time() - cpu_start) / args.repeats)
+            base = float(np.median(fns[args.unrolls[0]][2]["block_ms"]))
+            for _, _, info in fns.values():
+                info["ms_per_step"] = float(np.median(info["block_ms"]))
+                info["cpu_ms_per_step"] = float(np.median(info["block_cpu_ms"]))
+                info["ratio"] = info["ms_per_step"] / base
+                print(json.dumps(info), flush=True)
+        for subset in [None] + args.subsets:
+            for text in args.unrolls[:1]:
+                info, _, _ = step_cost(args.width, args.memory_n_syn, args.fixed, args.fixed,
+                                       subset, 1, batch=args.cost_batch,
+                                       unroll=_unroll_value(text), compiled_only=True)
+                info.update(unroll=text, memory_only=True)
+                print(json.dumps(info), flush=True)
+                rows.append(info)
+    write_loops(args, rows)
+
+
+def write_loops(args, rows, note=""):
+    """The JSON + markdown of the loops mode (``rows`` as built by ``loops``)."""
+    out = {"mode": "loops", "config": vars(args), "machine": machine_info(), "results": rows,
+           "note": note}
+    lines = [f"RCIG meta-step, unrolled against while loops: MNIST-shaped random data (28x28x1, 10 "
+             f"classes), ConvNet width {args.width} (doubling, softplus), {args.n_syn} synthetic "
+             f"images, real batch {args.cost_batch}, pool 4, online steps up to 15; "
+             f"{machine_summary(out['machine'])}. unroll True: inner, Hessian-inverse and online "
+             "loops unrolled; False: all three while loops; k >= 2: inner and Hessian-inverse loops "
+             "unrolled k steps per trip, online loop unrolled. Times: median of "
+             f"{args.blocks} alternating blocks of {args.repeats} steps in one process (the "
+             "machine was shared); ratio to the first variant.", "",
+             "CPU ms and compile CPU s are the process's CPU time (all threads), which a "
+             "shared machine's load does not inflate. " + note, "",
+             "| n_inner | n_hinv | unroll | ms/step | ratio | CPU ms/step | compile s | "
+             "compile CPU s | XLA temp MB |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        if not r.get("memory_only"):
+            lines.append(f"| {r['n_inner']} | {r['n_hinv']} | {r['unroll']} | "
+                         f"{r['ms_per_step']:.0f} | {r['ratio']:.2f} | {r['cpu_ms_per_step']:.0f} | "
+                         f"{r['compile_s']:.1f} | {r['compile_cpu_s']:.1f} | "
+                         f"{r['xla_temp_MB']:.0f} |")
+    lines += ["", f"XLA temporaries against n_backward_subset ({args.memory_n_syn} synthetic "
+              f"images, n_inner = n_hinv = {args.fixed}; compiled, not run):", "",
+              "| n_backward_subset | unroll | XLA temp MB | compile CPU s |", "|---|---|---|---|"]
+    for r in rows:
+        if r.get("memory_only"):
+            lines.append(f"| {r['n_backward_subset'] or 'all'} | {r['unroll']} | "
+                         f"{r['xla_temp_MB']:.0f} | {r['compile_cpu_s']:.1f} |")
+    write(args.name or "rcig_loops", out, lines)
+
+
 def write(name, out, lines):
     write_results(name, out, lines, RESULTS)
 
@@ -245,8 +340,20 @@ def main(argv=None):
     p.add_argument("--subsets", type=int, nargs="+", default=[200, 100, 50])
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--cost-batch", type=int, default=256, help="real rows per step in cost mode")
+    p.add_argument("--loops", action="store_true",
+                   help="while loops against (partially) unrolled ones, and memory")
+    p.add_argument("--unrolls", nargs="+", default=["true", "false", "5"],
+                   help="loops mode: unroll values (true, false or an int k >= 2; 1 == True "
+                        "as a static argument)")
+    p.add_argument("--loop-configs", type=lambda t: tuple(map(int, t.split(","))), nargs="*",
+                   default=[(10, 10), (20, 20)], help="loops mode: n_inner,n_hinv pairs")
+    p.add_argument("--blocks", type=int, default=3)
+    p.add_argument("--name", default=None, help="results file name (loops mode)")
     args = p.parse_args(argv)
-    cost(args) if args.cost else accuracy(args)
+    if args.loops:
+        loops(args)
+    else:
+        cost(args) if args.cost else accuracy(args)
 
 
 if __name__ == "__main__":

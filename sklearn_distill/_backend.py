@@ -18,9 +18,12 @@ The decisions (the reason, measured, stays at each call site):
     XLA backend runs convolutions inside a conditional many times slower.
 ``unroll``
     Fixed-length loops inside a jitted step (RCIG's inner, Hessian-inverse and online loops) are
-    unrolled instead of compiled as while loops. Auto: on every backend -- measured on the CPU
-    only, where while loops run convolutions several times slower; an accelerator measurement
-    may make it a CPU-only choice.
+    unrolled instead of compiled as while loops. Auto: on the CPU, whose backend runs
+    convolutions inside while loops slowly (RCIG, n_inner = n_hinv = 20: 2.5x the CPU time per
+    step with while loops, 2.3x with a partial unroll by 5) at the price of compile time (57.9
+    against 17.5 CPU s; ``benchmarks/results/rcig_ratbptt_loops_rcig.md``). Accelerators keep
+    the while loops: no speed-up is measured there and unrolling multiplies compile time (the
+    10 s target); pending a GPU measurement.
 ``host_loops``
     Long loops without gradient (RaT-BPTT's prefix of the unroll) run from Python, one jitted
     step per iteration, instead of inside the jitted meta-step. Auto: on the CPU.
@@ -41,6 +44,14 @@ The decisions (the reason, measured, stays at each call site):
     accelerators, to hide the host's dispatch latency -- not yet measured on a GPU. A step
     that runs host code between meta-steps (RaT-BPTT's prefix run from Python, its hardness
     sampler) dispatches one step at a time.
+``remat_features``
+    FRePo computes the synthetic set's features in rematerialised chunks (the backward pass
+    recomputes one chunk's activations instead of keeping the whole set's). Auto: on
+    accelerators, whose memory bounds the synthetic-set size (1,600 images at width 128: XLA
+    temporaries of the meta-step 9,089 -> 2,924 MB); the CPU has memory to spare and runs the
+    chunk loop at a loss (1,600 images, width 8: 511 -> 188 MB but a 2.4x slower step, the
+    recomputation plus XLA's slow convolutions inside loops on the CPU;
+    ``benchmarks/results/frepo_large_sets.md``). The accelerator time is pending a GPU run.
 
 A decision is read when a fit builds its static configuration (a jit static argument), so a
 compiled step always matches the policy it was built under. Values are per thread.
@@ -53,15 +64,17 @@ from numbers import Integral
 import jax
 
 __all__ = ["DECISIONS", "backend_context", "get_backend_policy", "set_backend_policy",
-           "branch_free", "unroll", "host_loops", "network_precision", "steps_per_dispatch"]
+           "branch_free", "unroll", "host_loops", "network_precision", "steps_per_dispatch",
+           "remat_features"]
 
 # The automatic rule of each decision: a function of "is the default backend the CPU?".
 DECISIONS = {
     "branch_free": lambda cpu: cpu,
-    "unroll": lambda cpu: True,
+    "unroll": lambda cpu: cpu,
     "host_loops": lambda cpu: cpu,
     "network_precision": lambda cpu: "float32" if cpu else "tf32",
     "steps_per_dispatch": lambda cpu: 1 if cpu else 20,
+    "remat_features": lambda cpu: not cpu,
 }
 
 # The values of the decisions that are not booleans.
@@ -143,3 +156,8 @@ def network_precision():
 def steps_per_dispatch():
     """How many meta-steps one host dispatch runs (an int >= 1)."""
     return int(get_backend_policy()["steps_per_dispatch"])
+
+
+def remat_features():
+    """Whether FRePo computes synthetic features in rematerialised chunks."""
+    return get_backend_policy()["remat_features"]

@@ -56,8 +56,9 @@ def make_solver(method, n_steps, learning_rate=None, unroll=False):
         Adam steps or CG iterations (``0`` returns ``x = 0``).
     learning_rate : float or traced scalar
         Adam's learning rate (``"adam"`` only).
-    unroll : bool, default=False
-        Unroll the Adam loop (faster on XLA's CPU backend, slower to compile).
+    unroll : bool or int, default=False
+        Unroll the Adam loop (faster on XLA's CPU backend, slower to compile); an int ``k``
+        unrolls ``k`` iterations per loop trip (``lax.fori_loop``'s partial unroll).
     """
     if method not in SOLVERS:
         raise ValueError(f"`hinv_solver` must be one of {SOLVERS}; got {method!r}.")
@@ -89,7 +90,7 @@ def make_solver(method, n_steps, learning_rate=None, unroll=False):
 
         trace = jnp.zeros(n_steps + 1, jax.tree.leaves(b)[0].dtype)
         x, _, trace = jax.lax.fori_loop(0, n_steps, body, (x, optimizer.init(x), trace),
-                                        unroll=bool(unroll) and n_steps > 0)
+                                        unroll=unroll if n_steps > 0 else False)
         final = tree_vdot(x, _sub(matvec(x), jax.tree.map(lambda v: 2 * v, b))) if n_steps else 0.0
         return x, trace.at[n_steps].set(final)
 

@@ -279,3 +279,45 @@ def test_pool_member_lives_k_plus_one_online_updates():
         state, _ = F._meta_step(state, X, Y, hyper, config)
         counts.append(int(state["pool"].steps[0]))
     assert counts == [1, 2, 3, 0]
+
+
+@pytest.mark.parametrize("flip", [True, False])
+def test_chunked_rematerialised_features_give_the_plain_meta_gradient(flip):
+    # 10 rows in chunks of 4 (3 chunks, padded): the features of the original rows, then of the
+    # mirrored ones, in the plain order; the meta-gradient equals the unchunked one, and the
+    # chunked program is a rematerialised loop over chunks (its backward pass recomputes).
+    model = with_num_classes(ConvNet(width=4, depth=2, norm="batch"), 3)
+    variables = init_variables(model, jax.random.PRNGKey(0), (8, 8, 3))
+    rng = np.random.default_rng(0)
+    syn = {"x": jnp.asarray(rng.normal(size=(10, 8, 8, 3)), jnp.float32),
+           "y": jnp.asarray(centred_one_hot(rng.integers(0, 3, 10), 3), jnp.float32)}
+    x_t = jnp.asarray(rng.normal(size=(16, 8, 8, 3)), jnp.float32)
+    y_t = jnp.asarray(centred_one_hot(rng.integers(0, 3, 16), 3), jnp.float32)
+
+    def grad(chunk):
+        config = F._Config(model, 16, True, flip, "highest", None, feature_chunk=chunk)
+        fn = jax.grad(lambda s: F.meta_loss(s, variables, x_t, y_t, config, 1e-3)[0])
+        return jax.jit(fn)(syn), str(jax.make_jaxpr(fn)(syn))
+
+    plain, plain_jaxpr = grad(0)
+    chunked, chunked_jaxpr = grad(4)
+    for key in ("x", "y"):
+        np.testing.assert_allclose(chunked[key], plain[key], rtol=1e-5, atol=1e-6)
+    assert "remat" in chunked_jaxpr and "scan" in chunked_jaxpr
+    assert "remat" not in plain_jaxpr
+    feats = jax.jit(F.synthetic_features, static_argnums=(0, 3, 4))
+    np.testing.assert_allclose(feats(model, variables, syn["x"], flip, 4),
+                               feats(model, variables, syn["x"], flip, 0), rtol=1e-5, atol=1e-6)
+
+
+def test_remat_features_decision_gives_the_same_fit(digits):
+    # The accelerator path (rematerialised feature chunks) on the CPU: same synthetic set.
+    from sklearn_distill._backend import backend_context
+
+    X, y = digits
+    plain = tiny(ipc=30, n_steps=2, log_every=1, batch_size=32).fit(X, y)
+    with backend_context(remat_features=True):
+        assert F._FEATURE_CHUNK < 300  # several chunks of the 300 synthetic rows
+        chunked = tiny(ipc=30, n_steps=2, log_every=1, batch_size=32).fit(X, y)
+    np.testing.assert_allclose(chunked.synthetic_X_, plain.synthetic_X_, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(chunked.history_["loss"], plain.history_["loss"], rtol=1e-4)

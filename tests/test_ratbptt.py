@@ -142,14 +142,15 @@ def test_rematerialisation_and_chunking_leave_the_gradient_unchanged():
     out = {}
     with library_prng():
         # Without remat and in chunks of 8 (two full, one padded): the same gradient.
-        for remat, chunk in ((True, 20), (False, 8)):
-            config = R._Config(model, 3, 4, "fixed", 1, 20, chunk, aug, False, remat, False)
-            out[remat, chunk] = jax.jit(R.truncated_meta_gradient, static_argnums=(0, 8))(
+        for remat, chunk, window_unroll in ((True, 20, 1), (False, 8, 1), (True, 20, 3)):
+            config = R._Config(model, 3, 4, "fixed", 1, 20, chunk, aug, False, remat, False,
+                               window_unroll=window_unroll)
+            out[remat, chunk, window_unroll] = jax.jit(R.truncated_meta_gradient, static_argnums=(0, 8))(
                 config, hyper, syn, rows, x_real, y_real, jax.random.PRNGKey(0),
                 jax.random.PRNGKey(1), 4)
-    base_loss, base = out[True, 20]
+    base_loss, base = out[True, 20, 1]
     assert float(jnp.abs(base["x"]).sum()) > 0
-    for key in ((False, 8),):
+    for key in ((False, 8, 1), (True, 20, 3)):  # the last: the window's scan unrolled
         loss, grads = out[key]
         assert float(loss) == pytest.approx(float(base_loss), rel=1e-5)
         np.testing.assert_allclose(np.asarray(grads["x"]), np.asarray(base["x"]), rtol=1e-4,

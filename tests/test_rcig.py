@@ -213,12 +213,13 @@ def test_unrolled_and_looped_inner_solves_agree():
     config = config._replace(n_inner=5)
     support = R.support_set(psi, jax.random.PRNGKey(0), config)
     out = {}
-    for unroll in (True, False):
+    for unroll, expected in ((True, "5"), (False, "1"), (2, "2")):  # 2: a partial unroll
         cfg = config._replace(unroll=unroll)
         jaxpr = jax.make_jaxpr(lambda v: R.solve_inner(v, support, 0.05, 4, 1e-2, cfg))(variables)
-        assert re.findall(r"unroll=(\d+)", str(jaxpr)) == (["5"] if unroll else ["1"])
-        out[unroll] = R.solve_inner(variables, support, 0.05, 4, 1e-2, cfg)[1]
-    np.testing.assert_allclose(out[True], out[False], rtol=1e-5, atol=1e-7)
+        assert re.findall(r"unroll=(\d+)", str(jaxpr)) == [expected]
+        out[expected] = R.solve_inner(variables, support, 0.05, 4, 1e-2, cfg)[1]
+    np.testing.assert_allclose(out["5"], out["1"], rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(out["2"], out["1"], rtol=1e-5, atol=1e-7)
 
 
 # -- the estimator --------------------------------------------------------------------------------

@@ -409,3 +409,24 @@ def test_blocks_checkpoint_interrupt_and_resume(tmp_path, monkeypatch):
     assert resumed.n_iter_ == 8 and sizes == [2, 2, 2, 2]
     assert resumed.history_["step"] == [4, 8]
     np.testing.assert_allclose(resumed.synthetic_X_, full.synthetic_X_, rtol=1e-6, atol=1e-6)
+
+
+def test_online_update_batch_trains_on_the_gathered_rows_only():
+    # With batch_size < n the member trains on `batch_size` gathered rows, exactly as if only
+    # those rows had been given; the other rows (NaN here) are never touched.
+    model = with_num_classes(MLP(hidden_sizes=(4,)), 2)
+    opt = _pool.pool_optimizer(1e-2)
+    pool = _pool.init_pool(jax.random.PRNGKey(0), model, (3,), 2, 4, opt)
+    key = jax.random.PRNGKey(5)
+    rows = jax.random.choice(jax.random.split(key)[1], 10, (4,), replace=False)
+    X = np.random.default_rng(0).normal(size=(10, 3)).astype(np.float32)
+    X[np.setdiff1d(np.arange(10), np.asarray(rows))] = np.nan
+    Y = jnp.asarray(centred_one_hot(np.arange(10) % 2, 2))
+    update = jax.jit(lambda x, y, b: _pool.online_update(
+        pool, 1, key, x, y, model=model, optimizer=opt, max_online_steps=4, batch_size=b),
+        static_argnums=2)
+    batched = update(jnp.asarray(X), Y, 4)
+    direct = update(jnp.asarray(X)[rows], Y[rows], None)
+    for a, b in zip(jax.tree.leaves(batched), jax.tree.leaves(direct)):
+        assert np.all(np.isfinite(a))
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)

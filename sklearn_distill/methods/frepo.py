@@ -32,7 +32,7 @@ import numpy as np
 import optax
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from .. import _pool
+from .. import _backend, _pool
 from .._precision import resolve_network_precision, with_network_precision
 from .._sharding import DataParallel
 from .._training import (centred_one_hot, init_labels, label_margin_loss, real_batch,
@@ -47,6 +47,9 @@ __all__ = ["FRePoDistiller"]
 
 # Rows of the synthetic set per online step of a pool member (the official code's cap).
 _ONLINE_BATCH = 1000
+# Synthetic rows per rematerialised feature chunk (twice as many support points with flips),
+# under the `remat_features` backend decision.
+_FEATURE_CHUNK = 256
 
 
 class _Config(NamedTuple):
@@ -66,6 +69,10 @@ class _Config(NamedTuple):
     # The resolved network_precision; ``model`` is then the network under it
     # (sklearn_distill._precision.with_network_precision). None: the network as given.
     network_precision: Optional[str] = None
+    # Rows of the synthetic set whose features are computed per rematerialised chunk (0: all at
+    # once); see `synthetic_features`.
+    feature_chunk: int = 0
+    solver: str = "auto"
 
 
 def hyperparameters(n_steps, learning_rate, ridge, max_online_steps, online_learning_rate):
@@ -101,17 +108,47 @@ def meta_loss(synthetic, variables, x_real, y_real, config, ridge):
         y = jax.lax.stop_gradient(y)
     if config.flip:
         # The mirrored copies enter the regression as extra support points with the same labels.
-        x = jnp.concatenate([x, flip_images(x)])
         y = jnp.concatenate([y, y])
     # Inference mode: batch norm uses the running statistics of the member's online training,
     # and no statistics are taken from the real or the synthetic batch.
     feat_t = jax.lax.stop_gradient(features(config.model, variables, x_real))
-    feat_s = features(config.model, variables, x)
+    feat_s = synthetic_features(config.model, variables, x, config.flip, config.feature_chunk)
     # "auto" solves in primal form when the synthetic set outnumbers the features: the dual Gram
     # matrix is then rank-deficient and its float32 Cholesky fails under the tiny ridge.
-    kernel_loss = feature_regression_loss(feat_t, y_real, feat_s, y, ridge, solver="auto",
+    kernel_loss = feature_regression_loss(feat_t, y_real, feat_s, y, ridge, solver=config.solver,
                                           precision=config.precision)
     return kernel_loss + margin, kernel_loss
+
+
+def synthetic_features(model, variables, x, flip, chunk=0):
+    """Features of the synthetic images ``x`` (then of their mirror images with ``flip``).
+
+    Returns an array of shape ``(n, d)``, or ``(2 n, d)`` with ``flip`` (the ``n`` mirrored rows
+    after the ``n`` original ones). With ``chunk > 0`` the rows are processed ``chunk`` at a time
+    in a ``lax.map`` whose body is rematerialised (``jax.checkpoint``): the backward pass keeps
+    only each chunk's input and recomputes its activations, so the activation memory of the
+    meta-gradient is that of one chunk instead of the whole (doubled) set, at the price of a
+    second forward pass. The mirrored copies exist one chunk at a time. Features are computed
+    row by row (inference mode), so the result is the unchunked one up to float32 rounding.
+    """
+    n = x.shape[0]
+    if chunk <= 0 or chunk >= n:
+        return features(model, variables, jnp.concatenate([x, flip_images(x)]) if flip else x)
+
+    @jax.checkpoint
+    def block(rows):
+        if flip:
+            rows = jnp.concatenate([rows, flip_images(rows)])
+        return features(model, variables, rows)
+
+    n_chunks = -(-n // chunk)
+    chunk = -(-n // n_chunks)  # the same number of chunks, as little padding as possible
+    padded = jnp.pad(x, [(0, n_chunks * chunk - n)] + [(0, 0)] * (x.ndim - 1))
+    out = jax.lax.map(block, padded.reshape((n_chunks, chunk) + x.shape[1:]))
+    if not flip:
+        return out.reshape((n_chunks * chunk, -1))[:n]
+    out = out.reshape((n_chunks, 2, chunk, -1)).swapaxes(0, 1).reshape((2, n_chunks * chunk, -1))
+    return out[:, :n].reshape((2 * n, -1))
 
 
 def _meta_gradient(state, X_real, Y_real, hyper, config):
@@ -374,7 +411,8 @@ class FRePoDistiller(GradientDistiller):
                          batch_size=placement.batch_size(self.batch_size, len(X)),
                          learn_labels=bool(self.learn_labels), flip=flip,
                          precision=self.precision, placement=placement,
-                         network_precision=network_precision)
+                         network_precision=network_precision,
+                         feature_chunk=_FEATURE_CHUNK if _backend.remat_features() else 0)
         hyper = hyperparameters(self.n_steps, self.learning_rate, self.ridge,
                                 self.max_online_steps, self.online_learning_rate)
         pool_key, loop_key = keys

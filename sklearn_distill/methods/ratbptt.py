@@ -85,6 +85,8 @@ class _Config(NamedTuple):
     # The resolved network_precision; ``model`` is then the network under it
     # (sklearn_distill._precision.with_network_precision). None: the network as given.
     network_precision: Optional[str] = None
+    # Steps of the backpropagated window per trip of its scan (lax.scan's unroll; 1: rolled).
+    window_unroll: int = 1
 
 
 def hyperparameters(n_steps, learning_rate, inner_learning_rate):
@@ -164,7 +166,7 @@ def run_window(config, inner_lr, x_syn, targets, class_rows, carry, base_key, st
 
     if config.remat:
         body = jax.checkpoint(body)
-    carry, losses = jax.lax.scan(body, carry, keys)
+    carry, losses = jax.lax.scan(body, carry, keys, unroll=config.window_unroll)
     return carry, losses
 
 

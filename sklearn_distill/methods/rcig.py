@@ -88,8 +88,9 @@ class _Config(NamedTuple):
     placement: DataParallel = DataParallel(None, None)
     # Backend choices (sklearn_distill._backend), resolved when a fit builds its configuration:
     # unroll the fixed-length inner, Hessian-inverse and online loops; mask the optional online
-    # steps instead of branching.
-    unroll: bool = True
+    # steps instead of branching. An int k unrolls the inner and Hessian-inverse loops k steps
+    # per trip (partial unroll) and the online loop fully; False keeps all three as while loops.
+    unroll: Any = True
     branch_free: bool = True
     # The resolved network_precision; ``model`` is then the network under it
     # (sklearn_distill._precision.with_network_precision). None: the network as given.
@@ -397,7 +398,8 @@ def _meta_step_impl(state, X_real, Y_real, hyper, config):
         pool, index, online_key, x_pool, y_pool, model=config.model,
         optimizer=_pool.pool_optimizer(hyper["online_learning_rate"]),
         max_online_steps=hyper["max_online_steps"], keep=ok, n_steps=n_online,
-        max_steps=config.online_steps if config.unroll else None, branch_free=config.branch_free,
+        max_steps=config.online_steps if config.unroll is not False else None,
+        branch_free=config.branch_free,
         replace="after_training")
 
     # Learning-rate bookkeeping of the inner and Hessian-inverse solves.
