@@ -15,6 +15,7 @@ from sklearn.model_selection import GridSearchCV, train_test_split
 
 from sklearn_distill import (MLP, ConvNet, FRePoDistiller, HerdingDistiller, ImageStandardizer,
                              RandomDistiller, load_digits_images)
+from sklearn_distill import _training
 from sklearn_distill._training import centred_one_hot
 from sklearn_distill.methods import frepo as F
 from sklearn_distill.networks import init_variables, with_num_classes
@@ -279,3 +280,15 @@ def test_pool_member_lives_k_plus_one_online_updates():
         state, _ = F._meta_step(state, X, Y, hyper, config)
         counts.append(int(state["pool"].steps[0]))
     assert counts == [1, 2, 3, 0]
+
+
+def test_flip_auto_follows_the_official_rule_table(monkeypatch):
+    # script/distill.py:147-189 of the official code, as _training.FLIP_OFF["frepo"]: the fit
+    # passes its image shape, classes and ipc.
+    rng = np.random.default_rng(0)
+    X, y = rng.uniform(size=(40, 8, 8, 3)).astype(np.float32), np.arange(40) % 10
+    assert tiny(n_steps=1).fit(X, y).flip_ is True
+    monkeypatch.setitem(_training.FLIP_OFF, "frepo", (((8, 8, 3), 10, 2),))
+    assert tiny(n_steps=1).fit(X, y).flip_ is True  # ipc 1
+    assert tiny(n_steps=1, ipc=2).fit(X, y).flip_ is False
+    assert tiny(n_steps=1, ipc=2, flip=True).fit(X, y).flip_ is True

@@ -208,7 +208,11 @@ class FRePoDistiller(GradientDistiller):
         :math:`\sqrt{C/10}`.
     flip : {"auto"} or bool, default="auto"
         Add horizontally flipped copies of the synthetic images to the regression. ``"auto"``:
-        on for RGB (3-channel) images, off otherwise (and always off for tabular data).
+        on for RGB (3-channel) images, off otherwise (and always off for tabular data), except
+        where the official code turns it off (``script/distill.py:147-189`` of
+        yongchao97/FRePo at 9b98c65): CIFAR-100-shaped data (32 x 32 x 3, 100 classes) from
+        ipc 10, Tiny-ImageNet-shaped data (64 x 64 x 3, 200 classes) from ipc 10 and ImageNet
+        64 x 64 (1000 classes); see :func:`sklearn_distill._training.resolve_flip`.
     init : {"real", "noise", "real+noise"}, default="real"
         Initial synthetic set: random real rows of each class, Gaussian noise with the data's
         per-feature mean and deviation, or real rows plus 0.1 of that noise.
@@ -272,7 +276,7 @@ class FRePoDistiller(GradientDistiller):
         the previous log).
     stop_reason_ : {"done", "interrupted", "diverged"}
     flip_ : bool
-        Whether flipped copies were used.
+        Whether flipped copies were used (``flip`` resolved).
 
     See Also
     --------
@@ -353,7 +357,8 @@ class FRePoDistiller(GradientDistiller):
 
     def _start(self, X, y, model, synthetic, placement, keys):
         n_classes = len(self.classes_)
-        flip = resolve_flip(self.flip, tuple(X.shape[1:]))
+        flip = resolve_flip(self.flip, tuple(X.shape[1:]), n_classes=n_classes,
+                            ipc=len(synthetic.x) // n_classes, method="frepo")
         config = _Config(model=model, batch_size=placement.batch_size(self.batch_size, len(X)),
                          learn_labels=bool(self.learn_labels), flip=flip,
                          precision=self.precision, placement=placement)
