@@ -24,7 +24,7 @@ _CHUNK = 4096
 
 # Published per-channel (mean, standard deviation) of pixel intensities in [0, 1], by name: the
 # constants of FRePo's and RCIG's data loaders (lib/dataset/dataloader.py:15-26 of
-# yongchao97/FRePo at 9b98c65, dataloader.py:16-27 of yolky/RCIG at a9fb1fa), and those of
+# yongchao97/FRePo at 9b98c65, dataloader.py:17-28 of yolky/RCIG at a9fb1fa), and those of
 # RaT-BPTT's (framework/config.py:181-237 of fengyzpku/Simple_Dataset_Distillation), which uses
 # other deviations for CIFAR-10 and ImageNet's statistics for Tiny ImageNet.
 CHANNEL_STATISTICS = {
