@@ -110,9 +110,10 @@ def moving_average(hidden, decay, count):
 
     ``hidden`` holds :math:`h_t = (1 - \beta) v_t + \beta h_{t-1}` from :math:`h_0 = 0` after
     ``count`` = :math:`t \ge 1` updates with decay :math:`\beta \in [0, 1)`; the average of a
-    constant sequence is that constant (up to rounding). RCIG returns and evaluates this average of its images,
-    labels and log-temperature with :math:`\beta = 0.99` (``algorithms.py:419-420, 968-985``
-    of yolky/RCIG at a9fb1fa). NumPy in float64; returns float32 arrays.
+    constant sequence is that constant (up to rounding). RCIG returns and evaluates this average
+    of its images, labels and log-temperature with :math:`\beta = 0.99`
+    (``algorithms.py:419-420, 968-985`` of yolky/RCIG at a9fb1fa). NumPy in float64; returns
+    float32 arrays.
     """
     correction = 1.0 - float(decay) ** int(count)
     return jax.tree.map(lambda h: (np.asarray(h, np.float64) / correction).astype(np.float32),
