@@ -46,7 +46,7 @@ from .io import load_container, save_container
 __all__ = ["LoopResult", "run_loop", "run_steps", "select_tree", "tree_isfinite", "save_checkpoint",
            "load_checkpoint", "restore_state", "data_fingerprint", "init_synthetic",
            "centred_one_hot", "init_labels", "label_margin_loss",
-           "scale_rows", "resolve_flip", "seed_description", "key_data", "sample_rows",
+           "scale_rows", "FLIP_OFF", "resolve_flip", "seed_description", "key_data", "sample_rows",
            "real_batch", "divergence_causes", "divergence_diagnosis"]
 
 _INITS = ("real", "noise", "real+noise")
@@ -208,11 +208,44 @@ def tree_isfinite(tree):
 # Checkpoints (no pickle: an .npz of the flattened leaves plus a JSON description)
 # --------------------------------------------------------------------------------------------
 
-def resolve_flip(flip, sample_shape):
+# The settings in which a method's official code turns the mirrored support images off although
+# the images are RGB, each as (image shape, number of classes, smallest ipc): the official codes
+# name datasets, which the fit recognises by their shape and number of classes. The official
+# codes give ipc values only; a rule holds from its smallest one on.
+FLIP_OFF = {
+    # yongchao97/FRePo at 9b98c65, script/distill.py:147-189.
+    "frepo": (((32, 32, 3), 100, 10),    # CIFAR-100 at ipc 10 and 50 (lines 154-163)
+              ((64, 64, 3), 200, 10),    # Tiny ImageNet at ipc 10 (lines 168-174)
+              ((64, 64, 3), 1000, 1)),   # ImageNet 64x64 (lines 179-180)
+    # yolky/RCIG at a9fb1fa: readme.md:20-27 names the configuration of each dataset, whose
+    # `use_flip` is false in configs_final/cifar100_50.txt:30 and depth_4_big.txt:30.
+    "rcig": (((32, 32, 3), 100, 50),     # CIFAR-100 at ipc 50 (cifar100_50.txt)
+             ((64, 64, 3), 200, 10),     # Tiny ImageNet at ipc 10 (depth_4_big.txt)
+             ((64, 64, 3), 1000, 1)),    # ImageNet 64x64 (depth_4_big.txt)
+}
+
+
+def resolve_flip(flip, sample_shape, n_classes=None, ipc=None, method=None):
     """Whether mirrored copies of the synthetic images are used, from a ``flip`` parameter.
 
-    ``"auto"``: for RGB (3-channel) images only; never for tabular rows, where ``flip=True`` is an
-    error.
+    ``"auto"``: for RGB (3-channel) images, except in the settings where ``method``'s official
+    code turns them off (:data:`FLIP_OFF`: images of that shape with that many classes and at
+    least that many synthetic images per class); never for greyscale images or tabular rows,
+    where ``flip=True`` is an error.
+
+    Parameters
+    ----------
+    flip : {"auto"} or bool
+    sample_shape : tuple of int
+        ``(H, W, C)`` images or ``(d,)`` rows.
+    n_classes, ipc : int, default=None
+        Classes of the fit and its synthetic images per class (the rules need both).
+    method : {"frepo", "rcig"} or None, default=None
+        Whose rules apply (``None``: none).
+
+    Returns
+    -------
+    bool
     """
     if len(sample_shape) == 1:
         if flip is True:
@@ -220,7 +253,11 @@ def resolve_flip(flip, sample_shape):
                              "`image_shape`). Use flip='auto' or False.")
         return False
     if flip == "auto":
-        return sample_shape[-1] == 3
+        if sample_shape[-1] != 3:
+            return False
+        return not any(tuple(sample_shape) == shape and n_classes == classes
+                       and ipc is not None and ipc >= smallest
+                       for shape, classes, smallest in FLIP_OFF.get(method, ()))
     return bool(flip)
 
 

@@ -22,6 +22,27 @@ __all__ = ["ZCAWhitening", "ImageStandardizer"]
 # Rows per block when accumulating statistics: bounds the float64 working copy of large datasets.
 _CHUNK = 4096
 
+# Published per-channel (mean, standard deviation) of pixel intensities in [0, 1], by name: the
+# constants of FRePo's and RCIG's data loaders (lib/dataset/dataloader.py:15-26 of
+# yongchao97/FRePo at 9b98c65, dataloader.py:17-28 of yolky/RCIG at a9fb1fa), and those of
+# RaT-BPTT's (framework/config.py:181-237 of fengyzpku/Simple_Dataset_Distillation), which uses
+# other deviations for CIFAR-10 and ImageNet's statistics for Tiny ImageNet.
+CHANNEL_STATISTICS = {
+    "mnist": ((0.1307,), (0.3081,)),
+    "fashion_mnist": ((0.2861,), (0.3530,)),
+    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+    "cifar100": ((0.5071, 0.4866, 0.4409), (0.2673, 0.2564, 0.2762)),
+    "tiny_imagenet": ((0.4759, 0.4481, 0.3926), (0.2763, 0.2687, 0.2813)),
+    "imagenet32": ((0.4811, 0.4575, 0.4079), (0.2604, 0.2532, 0.2682)),
+    "imagenet64": ((0.4815, 0.4578, 0.4082), (0.2686, 0.2613, 0.2758)),
+    "imagenette": ((0.4626, 0.4588, 0.4251), (0.2790, 0.2745, 0.2973)),
+    "imagewoof": ((0.4917, 0.4613, 0.3931), (0.2513, 0.2442, 0.2530)),
+    "cub200": ((0.4810, 0.4964, 0.4245), (0.2129, 0.2084, 0.2468)),
+    "cifar10_ratbptt": ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)),
+    "cifar100_ratbptt": ((0.5071, 0.4867, 0.4408), (0.2675, 0.2565, 0.2761)),
+    "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+}
+
 
 class _ShapePreservingTransformer(TransformerMixin, BaseEstimator):
     """Validation shared by transformers that map each sample to a sample of the same shape."""
@@ -106,7 +127,9 @@ class ZCAWhitening(_ShapePreservingTransformer):
         \Sigma = \frac1n \sum_i (\tilde x_i - \mu)(\tilde x_i - \mu)^\top, \qquad
         \lambda = \varepsilon \, \frac{\operatorname{tr}\Sigma}{d},
 
-    (:math:`\lambda = \varepsilon` when ``relative_regularization=False``), and with the
+    (:math:`\mu = 0` when ``center=False``, so that :math:`\Sigma` is the uncentred
+    second-moment matrix; :math:`\lambda = \varepsilon` when
+    ``relative_regularization=False``), and with the
     eigendecomposition :math:`\Sigma + \lambda I = U \operatorname{diag}(s_1 \ge \dots \ge s_d)
     U^\top`,
 
@@ -127,8 +150,13 @@ class ZCAWhitening(_ShapePreservingTransformer):
     This is the FRePo recipe, which RCIG reuses unchanged (mean-centred covariance,
     :math:`\lambda = 0.1\, \operatorname{tr}\Sigma / d`, rank control), where the images are first
     standardised with dataset-wide per-channel statistics; ``make_pipeline(ImageStandardizer(
-    "channel"), ZCAWhitening(standardize=None))`` reproduces it. KIP and RaT-BPTT use the
-    per-image standardisation (``standardize="image"``, the default).
+    "channel", statistics="cifar10"), ZCAWhitening(standardize=None))`` reproduces it on CIFAR-10
+    pixels in [0, 1]. KIP and RaT-BPTT use the per-image standardisation
+    (``standardize="image"``, the default); RaT-BPTT's official code (``framework/config.py:369-411``
+    of fengyzpku/Simple_Dataset_Distillation) also leaves the feature mean in the second-moment
+    matrix and in the transform, which ``ZCAWhitening(standardize="image", center=False)``
+    reproduces (its per-image scaling to unit norm instead of unit deviation does not change
+    the output under the relative ridge).
 
     Parameters
     ----------
@@ -139,11 +167,16 @@ class ZCAWhitening(_ShapePreservingTransformer):
     relative_regularization : bool, default=True
         If True, the added ridge is ``regularization * trace(cov) / d``; if False it is
         ``regularization`` itself.
+    center : bool, default=True
+        Remove the training feature mean :math:`\mu` before the covariance and the transform.
+        ``False``: :math:`\mu = 0`, the uncentred second-moment matrix (RaT-BPTT's official
+        ZCA).
 
     Attributes
     ----------
     mean_ : ndarray of shape (d,)
-        Mean :math:`\mu` of the (standardised) flattened training samples.
+        Mean :math:`\mu` of the (standardised) flattened training samples (zeros with
+        ``center=False``).
     whitening_ : ndarray of shape (d, d)
         The symmetric matrix :math:`W`.
     coloring_ : ndarray of shape (d, d)
@@ -190,12 +223,15 @@ class ZCAWhitening(_ShapePreservingTransformer):
         "regularization": [Interval(Real, 0, None, closed="left")],
         "standardize": [StrOptions({"image", "feature"}), None],
         "relative_regularization": ["boolean"],
+        "center": ["boolean"],
     }
 
-    def __init__(self, regularization=0.1, standardize="image", relative_regularization=True):
+    def __init__(self, regularization=0.1, standardize="image", relative_regularization=True,
+                 center=True):
         self.regularization = regularization
         self.standardize = standardize
         self.relative_regularization = relative_regularization
+        self.center = center
 
     def fit(self, X, y=None):
         """Learn the mean and the whitening matrix from ``X``.
@@ -223,7 +259,7 @@ class ZCAWhitening(_ShapePreservingTransformer):
             self.feature_scale_ = scale
         Z = self._standardize(Z)
 
-        self.mean_ = np.mean(Z, axis=0, dtype=np.float64)
+        self.mean_ = np.mean(Z, axis=0, dtype=np.float64) if self.center else np.zeros(d)
         cov = np.zeros((d, d))
         for start in range(0, n, _CHUNK):
             block = Z[start:start + _CHUNK].astype(np.float64) - self.mean_
@@ -309,18 +345,34 @@ class ImageStandardizer(_ShapePreservingTransformer):
     channel. 2-D rows are one-channel images unless ``image_shape=(H, W, C)`` says how they are
     laid out (row-major ``H, W, C`` order, as ``images.reshape(n, -1)`` produces).
 
+    With ``statistics`` the channel statistics are fixed instead of estimated, e.g. the
+    published constants that the official FRePo and RCIG code standardise with: they then do
+    not depend on which rows ``fit`` sees (a subset, a few classes).
+
     Parameters
     ----------
     axis : {"channel", "image"}, default="channel"
         Which statistics to standardise with.
     image_shape : tuple of int (H, W, C), default=None
         Layout of 2-D rows; ignored for image arrays.
+    statistics : str or (mean, std) or None, default=None
+        Fixed per-channel statistics (``axis="channel"`` only). A name gives published
+        constants for intensities in [0, 1] (``fit`` and ``transform`` raise a ``ValueError``
+        for data outside [0, 1], e.g. uint8 pixels): ``"mnist"``, ``"fashion_mnist"``,
+        ``"cifar10"``, ``"cifar100"``, ``"tiny_imagenet"``, ``"imagenet32"``,
+        ``"imagenet64"``, ``"imagenette"``, ``"imagewoof"``, ``"cub200"`` (those of the
+        official FRePo and RCIG data loaders, ``lib/dataset/dataloader.py:15-26`` of
+        yongchao97/FRePo at 9b98c65), ``"cifar10_ratbptt"``, ``"cifar100_ratbptt"`` and
+        ``"imagenet"`` (those of RaT-BPTT's official code, ``framework/config.py:181-237`` of
+        fengyzpku/Simple_Dataset_Distillation, which uses ImageNet's for Tiny ImageNet). A pair
+        ``(mean, std)`` of sequences of one value per channel (positive deviations) is used
+        as given, in the data's units. ``None``: estimated by ``fit``.
 
     Attributes
     ----------
     mean_, scale_ : ndarray of shape (n_channels,)
-        Per-channel mean and standard deviation (``axis="channel"`` only; zero deviations are
-        replaced by 1).
+        Per-channel mean and standard deviation (``axis="channel"`` only; estimated ones that
+        are zero are replaced by 1), the fixed ones with ``statistics``.
     n_channels_ : int
         Number of channels found in ``fit``.
     sample_shape_ : tuple of int
@@ -346,16 +398,54 @@ class ImageStandardizer(_ShapePreservingTransformer):
     (True, True)
     >>> bool(np.allclose(scaler.inverse_transform(Z), X))
     True
+    >>> ImageStandardizer(statistics="cifar10").fit(X).scale_
+    array([0.247 , 0.2435, 0.2616])
     """
 
     _parameter_constraints = {
         "axis": [StrOptions({"channel", "image"})],
         "image_shape": [tuple, list, None],
+        "statistics": [StrOptions(set(CHANNEL_STATISTICS)), tuple, list, None],
     }
 
-    def __init__(self, axis="channel", image_shape=None):
+    def __init__(self, axis="channel", image_shape=None, statistics=None):
         self.axis = axis
         self.image_shape = image_shape
+        self.statistics = statistics
+
+    def _fixed_statistics(self, n_channels):
+        """The ``statistics`` as (mean, std) float64 arrays of length ``n_channels``, checked."""
+        if self.axis != "channel":
+            raise ValueError(f"`statistics` needs axis='channel'; got axis={self.axis!r}.")
+        if isinstance(self.statistics, str):
+            mean, std = CHANNEL_STATISTICS[self.statistics]
+        elif len(self.statistics) == 2:
+            mean, std = self.statistics
+        else:
+            raise ValueError("`statistics` must be a name or a pair (mean, std); got "
+                             f"{self.statistics!r}.")
+        try:
+            mean, std = (np.asarray(v, np.float64).reshape(-1) for v in (mean, std))
+        except (TypeError, ValueError):
+            raise ValueError("`statistics` must hold numbers, one mean and one std per channel; "
+                             f"got {self.statistics!r}.") from None
+        if mean.shape != (n_channels,) or std.shape != (n_channels,):
+            raise ValueError(f"`statistics`={self.statistics!r} has {mean.size} mean(s) and "
+                             f"{std.size} deviation(s); the data has {n_channels} channel(s).")
+        if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(std)) and np.all(std > 0)):
+            raise ValueError(f"`statistics`={self.statistics!r} needs finite means and positive, "
+                             "finite deviations.")
+        return mean, std
+
+    def _check_range(self, X):
+        """Named statistics are for intensities in [0, 1]: refuse data on another scale."""
+        if isinstance(self.statistics, str) and X.size:
+            low, high = float(np.min(X)), float(np.max(X))
+            if low < 0.0 or high > 1.0:
+                raise ValueError(f"`statistics`={self.statistics!r} holds statistics of pixel "
+                                 f"intensities in [0, 1], but X has values in [{low:g}, {high:g}]; "
+                                 "scale the images to [0, 1] first (e.g. divide uint8 pixels "
+                                 "by 255).")
 
     def _channels(self, X):
         """Number of channels of ``X`` (validated) and ``X`` reshaped to (n, pixels, channels)."""
@@ -394,7 +484,10 @@ class ImageStandardizer(_ShapePreservingTransformer):
         self._validate_params()
         X = self._validate(X, reset=True)
         self.n_channels_, P = self._channels(X)
-        if self.axis == "channel":
+        if self.statistics is not None:
+            self.mean_, self.scale_ = self._fixed_statistics(self.n_channels_)
+            self._check_range(X)
+        elif self.axis == "channel":
             self.mean_ = np.mean(P, axis=(0, 1), dtype=np.float64)
             scale = np.std(P, axis=(0, 1), dtype=np.float64)
             scale[scale == 0] = 1.0
@@ -417,6 +510,7 @@ class ImageStandardizer(_ShapePreservingTransformer):
         X = self._validate(X, reset=False)
         if self.axis == "image":
             return _standardize_rows(X.reshape(X.shape[0], -1)).reshape(X.shape)
+        self._check_range(X)
         _, P = self._channels(X)
         out = (P - self.mean_.astype(X.dtype)) / self.scale_.astype(X.dtype)
         return out.reshape(X.shape)

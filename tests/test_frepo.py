@@ -15,6 +15,7 @@ from sklearn.model_selection import GridSearchCV, train_test_split
 
 from sklearn_distill import (MLP, ConvNet, FRePoDistiller, HerdingDistiller, ImageStandardizer,
                              RandomDistiller, load_digits_images)
+from sklearn_distill import _training
 from sklearn_distill._training import centred_one_hot
 from sklearn_distill.methods import frepo as F
 from sklearn_distill.networks import init_variables, with_num_classes
@@ -321,3 +322,15 @@ def test_remat_features_decision_gives_the_same_fit(digits):
         chunked = tiny(ipc=30, n_steps=2, log_every=1, batch_size=32).fit(X, y)
     np.testing.assert_allclose(chunked.synthetic_X_, plain.synthetic_X_, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(chunked.history_["loss"], plain.history_["loss"], rtol=1e-4)
+
+
+def test_flip_auto_follows_the_official_rule_table(monkeypatch):
+    # script/distill.py:147-189 of the official code, as _training.FLIP_OFF["frepo"]: the fit
+    # passes its image shape, classes and ipc.
+    rng = np.random.default_rng(0)
+    X, y = rng.uniform(size=(40, 8, 8, 3)).astype(np.float32), np.arange(40) % 10
+    assert tiny(n_steps=1).fit(X, y).flip_ is True
+    monkeypatch.setitem(_training.FLIP_OFF, "frepo", (((8, 8, 3), 10, 2),))
+    assert tiny(n_steps=1).fit(X, y).flip_ is True  # ipc 1
+    assert tiny(n_steps=1, ipc=2).fit(X, y).flip_ is False
+    assert tiny(n_steps=1, ipc=2, flip=True).fit(X, y).flip_ is True

@@ -112,7 +112,65 @@ def test_zca_invalid_parameters(params):
         ZCAWhitening(**params).fit(np.ones((4, 3)))
 
 
+def test_uncentred_zca_uses_the_second_moment_matrix():
+    # RaT-BPTT's official ZCA (framework/config.py:369-411): each image centred and scaled to unit
+    # norm, then the second-moment matrix of the rows without removing the feature mean, a ridge
+    # of 0.1 times its mean eigenvalue, and the rows multiplied by W without centring.
+    rng = np.random.default_rng(3)
+    X = rng.uniform(size=(300, 2, 2, 3)) + np.linspace(0, 1, 12).reshape(2, 2, 3)
+    rows = X.reshape(300, -1)
+    rows = rows - rows.mean(axis=1, keepdims=True)
+    rows = rows / np.linalg.norm(rows, axis=1, keepdims=True)
+    moment = rows.T @ rows / len(rows)
+    values, vectors = np.linalg.eigh(moment)
+    W = vectors @ np.diag((values + 0.1 * values.mean()) ** -0.5) @ vectors.T
+    zca = ZCAWhitening(regularization=0.1, standardize="image", center=False).fit(X)
+    np.testing.assert_allclose(zca.mean_, 0)
+    np.testing.assert_allclose(zca.transform(X).reshape(300, -1), rows @ W, atol=1e-8)
+    # The feature mean matters here: the centred whitening differs.
+    centred = ZCAWhitening(regularization=0.1, standardize="image").fit(X)
+    assert not np.allclose(centred.transform(X).reshape(300, -1), rows @ W, atol=1e-3)
+    # Undone up to the per-image standardisation (unit deviation: the unit-norm rows x sqrt(d)).
+    np.testing.assert_allclose(zca.inverse_transform(zca.transform(X)).reshape(300, -1),
+                               rows * np.sqrt(12), atol=1e-8)
+
+
 # -- ImageStandardizer ----------------------------------------------------------------------------
+
+def test_fixed_channel_statistics():
+    X = np.random.default_rng(4).uniform(size=(12, 4, 4, 3))
+    # The published CIFAR-10 constants (FRePo's and RCIG's data loaders), whatever the rows.
+    scaler = ImageStandardizer(statistics="cifar10").fit(X[:3])
+    np.testing.assert_allclose(scaler.mean_, [0.4914, 0.4822, 0.4465])
+    np.testing.assert_allclose(scaler.scale_, [0.2470, 0.2435, 0.2616])
+    np.testing.assert_allclose(scaler.transform(X), (X - scaler.mean_) / scaler.scale_)
+    np.testing.assert_allclose(scaler.inverse_transform(scaler.transform(X)), X)
+    ratbptt = ImageStandardizer(statistics="cifar10_ratbptt").fit(X)
+    np.testing.assert_allclose(ratbptt.scale_, [0.2023, 0.1994, 0.2010])
+    assert ImageStandardizer(statistics="mnist").fit(X[..., 0]).mean_.tolist() == [0.1307]
+    # A pair (mean, std) in the data's units.
+    given = ImageStandardizer(statistics=([10.0, 20.0, 30.0], [2.0, 4.0, 5.0])).fit(X * 255)
+    np.testing.assert_allclose(given.transform(X * 255), (X * 255 - [10, 20, 30]) / [2, 4, 5])
+
+
+@pytest.mark.parametrize("params, X, match", [
+    ({"statistics": "cifar10"}, np.full((2, 4, 4, 3), 255.0), r"\[0, 1\].*255"),
+    ({"statistics": "cifar10"}, np.full((2, 4, 4, 1), 0.5), "3 mean.*1 channel"),
+    ({"statistics": "cifar10", "axis": "image"}, np.full((2, 4, 4, 3), 0.5), "axis='channel'"),
+    ({"statistics": ([0.5], [0.0])}, np.full((2, 4, 4), 0.5), "positive"),
+    ({"statistics": ([0.5],)}, np.full((2, 4, 4), 0.5), "pair"),
+    ({"statistics": "svhn"}, np.full((2, 4, 4, 3), 0.5), "statistics"),
+])
+def test_fixed_channel_statistics_errors(params, X, match):
+    with pytest.raises(ValueError, match=match):
+        ImageStandardizer(**params).fit(X)
+
+
+def test_named_statistics_refuse_pixels_on_another_scale_in_transform():
+    scaler = ImageStandardizer(statistics="cifar10").fit(np.full((2, 4, 4, 3), 0.5))
+    with pytest.raises(ValueError, match="divide uint8 pixels by 255"):
+        scaler.transform(np.full((2, 4, 4, 3), 128.0))
+
 
 def test_channel_statistics_nhwc():
     rng = np.random.default_rng(5)
@@ -192,6 +250,7 @@ def test_feature_names_for_rows_only():
 
 
 @pytest.mark.parametrize("estimator", [ZCAWhitening(), ZCAWhitening(standardize="feature"),
+                                       ZCAWhitening(center=False),
                                        ImageStandardizer(), ImageStandardizer(axis="image")],
                          ids=repr)
 def test_check_estimator(estimator):

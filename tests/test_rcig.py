@@ -1,7 +1,9 @@
 """Tests for RCIGDistiller and the implicit-differentiation module."""
 
+import os
 import pickle
 import re
+import signal
 
 import jax
 import jax.numpy as jnp
@@ -13,7 +15,7 @@ from sklearn.model_selection import train_test_split
 
 from sklearn_distill import (MLP, ConvNet, HerdingDistiller, ImageStandardizer, RandomDistiller,
                              RCIGDistiller, load_digits_images)
-from sklearn_distill import _implicit
+from sklearn_distill import _implicit, _training
 from sklearn_distill._training import label_margin_loss
 from sklearn_distill.base import WarmStart
 from sklearn_distill.methods import rcig as R
@@ -228,7 +230,7 @@ def test_fit_basics_labels_temperature_and_pickle(digits):
     X, y = digits
     fitted = tiny().fit(X, y)
     assert fitted.synthetic_X_.shape == (10, 8, 8, 1) and fitted.n_iter_ == 6
-    assert fitted.stop_reason_ == "done" and fitted.flip_ is False
+    assert fitted.stop_reason_ == "done" and fitted.flip_ is False and fitted.l2_ == 5e-4
     assert fitted.history_["step"] == [2, 4, 6]
     assert fitted.temperature_ != 1.0  # the Platt temperature is learned
     init = np.eye(10)[np.arange(10)] - 0.1
@@ -317,3 +319,116 @@ def test_rate_search_keeps_084_of_the_first_failing_rate(monkeypatch):
     first_failing = R._START_INNER_LR * 1.2 ** 3
     np.testing.assert_allclose(probes[3], first_failing, rtol=1e-6)
     np.testing.assert_allclose(inner, 0.84 * first_failing, rtol=1e-6)
+
+
+# -- fidelity to the official code (yolky/RCIG at a9fb1fa) -----------------------------------
+
+def test_moving_average_is_bias_corrected():
+    values, decay, hidden = [2.0, 5.0, -1.0], 0.9, 0.0
+    for v in values:
+        hidden = (1 - decay) * v + decay * hidden
+    weights = np.array([decay ** 2, decay, 1.0]) * (1 - decay)
+    expected = np.dot(weights, values) / (1 - decay ** 3)
+    np.testing.assert_allclose(R.moving_average({"x": np.float32(hidden)}, decay, 3)["x"],
+                               expected, rtol=1e-6)
+    # A constant sequence averages to itself from the first update on.
+    assert R.moving_average({"x": np.float32(0.01 * 4.0)}, 0.99, 1)["x"] == pytest.approx(4.0)
+
+
+def test_fit_returns_the_moving_average_of_the_iterates(digits):
+    """The set, labels and temperature returned are the bias-corrected average of the iterates
+    (``algorithms.py:419-420`` and ``eval.py:154-156`` of the official code)."""
+    X, y = digits
+    # The last iterates after 1, 2 and 3 steps (the first steps of a longer fit are the same).
+    iterates = [tiny(n_steps=k, ema_decay=None).fit(X, y) for k in (1, 2, 3)]
+    decay = 0.5
+    averaged = tiny(n_steps=3, ema_decay=decay).fit(X, y)
+    weights = (1 - decay) * np.array([decay ** 2, decay, 1.0]) / (1 - decay ** 3)
+    for attr in ("synthetic_X_", "synthetic_y_soft_"):
+        expected = sum(w * getattr(e, attr) for w, e in zip(weights, iterates))
+        np.testing.assert_allclose(getattr(averaged, attr), expected, rtol=1e-5, atol=1e-6)
+        assert not np.allclose(getattr(averaged, attr), getattr(iterates[-1], attr))
+    log_temp = sum(w * np.log(e.temperature_) for w, e in zip(weights, iterates))
+    assert averaged.temperature_ == pytest.approx(np.exp(log_temp), rel=1e-5)
+    # ema_decay=0 is the last iterate too; the default is the official 0.99.
+    last = tiny(n_steps=3, ema_decay=0.0).fit(X, y)
+    np.testing.assert_array_equal(last.synthetic_X_, iterates[-1].synthetic_X_)
+    assert RCIGDistiller().ema_decay == 0.99
+
+
+def test_checkpoint_resume_keeps_the_moving_average(digits, tmp_path, monkeypatch):
+    X, y = digits
+    full = tiny(n_steps=5, ema_decay=0.5).fit(X, y)
+    path = tmp_path / "rcig.npz"
+    real_step, calls = R._meta_step, []
+
+    def interrupted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C during the third step
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(R.RCIGDistiller, "_meta_step", staticmethod(interrupted))
+    with pytest.warns(UserWarning, match="interrupted at step 3"):
+        tiny(n_steps=5, ema_decay=0.5, checkpoint=str(path), checkpoint_every=1).fit(X, y)
+    monkeypatch.setattr(R.RCIGDistiller, "_meta_step", staticmethod(real_step))
+    resumed = tiny(n_steps=5, ema_decay=0.5, checkpoint=str(path)).fit(X, y)
+    assert resumed.n_iter_ == 5
+    np.testing.assert_allclose(resumed.synthetic_X_, full.synthetic_X_, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(resumed.synthetic_y_soft_, full.synthetic_y_soft_, rtol=1e-6,
+                               atol=1e-6)
+    assert resumed.temperature_ == pytest.approx(full.temperature_, rel=1e-6)
+
+
+def test_a_solve_is_classified_by_the_values_before_its_updates():
+    # The official statistics (algorithms.py:152-164) read the n values recorded before each
+    # of the n updates; the value after the last update is left out.
+    assert int(R._classify(jnp.array([3.0, 2.0, 1.0, 5.0]))) == 1
+    assert int(R._classify(jnp.array([3.0, 2.0, 4.0, 1.0]))) == -1
+    assert int(R._classify(jnp.array([3.0, 4.0, 2.0, 9.0]))) == 0
+    assert int(R._classify(jnp.array([0.5]))) == 0  # no update
+
+
+def test_only_the_inner_rate_adapts_at_every_50th_iteration():
+    # algorithms.py:175-186: the inner rate adapts at iterations 50, 100, ... (counted from 0)
+    # over the solves since the last adaptation, this one included; the Hessian-inverse rate
+    # keeps its start-up value.
+    model, variables, psi, x_real, onehot, config = _tiny_problem(n_rows=6)
+    config = config._replace(n_inner=3, n_hinv=3, hinv_solver="adam", batch_size=6)
+    state = R.init_state(psi["x"], psi["y"], jax.random.PRNGKey(0), jax.random.PRNGKey(1),
+                         model, 2, 10)
+    hyper = R.hyperparameters(1e-3, 1e-2, 5e-4, 10, 1e-3, 0.99)
+    stable = jnp.array([50, 0, 50], jnp.int32)  # 50 monotone solves: x1.05 when due
+    for step, factor in ((49, 1.0), (50, 1.05), (100, 1.05)):
+        start = {**state, "step": jnp.int32(step), "inner_counts": stable,
+                 "inner_lr": jnp.float32(1e-3), "hinv_lr": jnp.float32(2e-3)}
+        new, _ = R._meta_step(jax.tree.map(jnp.copy, start), x_real, onehot, hyper, config)
+        assert bool(new["ok"])
+        assert float(new["inner_lr"]) == pytest.approx(1e-3 * factor, rel=1e-6), step
+        assert float(new["hinv_lr"]) == pytest.approx(2e-3, rel=1e-6), step
+        assert int(new["inner_counts"][2]) == (51 if factor == 1.0 else 0)
+
+
+def test_l2_auto_follows_the_official_configurations():
+    est = RCIGDistiller()
+    # configs_final/depth_5.txt (128 px): 0.05; depth_3.txt and depth_4_*.txt: 5e-4.
+    assert est._l2(est._distill_model((128, 128, 3))) == 0.05
+    for shape in ((32, 32, 3), (64, 64, 3), (28, 28, 1)):
+        assert est._l2(est._distill_model(shape)) == 5e-4
+    assert est._l2(MLP()) == 5e-4
+    assert RCIGDistiller(l2=1e-3)._l2(est._distill_model((128, 128, 3))) == 1e-3
+    assert est.l2 == "auto"
+
+
+def test_flip_auto_follows_the_official_configurations(monkeypatch):
+    rng = np.random.default_rng(0)
+    X, y = rng.uniform(size=(40, 8, 8, 3)).astype(np.float32), np.arange(40) % 10
+    assert tiny(n_steps=1).fit(X, y).flip_ is True  # RGB
+    # A setting of the rule table (here 8-px RGB images of 10 classes from ipc 2) turns it off.
+    monkeypatch.setitem(_training.FLIP_OFF, "rcig", (((8, 8, 3), 10, 2),))
+    assert tiny(n_steps=1).fit(X, y).flip_ is True  # ipc 1
+    off = tiny(n_steps=1, ipc=2).fit(X, y)
+    assert off.flip_ is False
+    # ... and the RCIG evaluation protocol mirrors only when the fit did (eval.py:212-214).
+    assert off._eval_protocol().mirror is False
+    assert tiny(n_steps=1, ipc=2, flip=True).fit(X, y)._eval_protocol().mirror is True

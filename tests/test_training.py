@@ -13,7 +13,8 @@ from sklearn_distill import _pool
 from sklearn_distill._backend import backend_context
 from sklearn_distill._training import (centred_one_hot, divergence_causes, init_labels,
                                        init_synthetic, label_margin_loss, load_checkpoint,
-                                       restore_state, run_loop, save_checkpoint, select_tree)
+                                       resolve_flip, restore_state, run_loop, save_checkpoint,
+                                       select_tree)
 from sklearn_distill.networks import with_num_classes
 
 
@@ -430,3 +431,30 @@ def test_online_update_batch_trains_on_the_gathered_rows_only():
     for a, b in zip(jax.tree.leaves(batched), jax.tree.leaves(direct)):
         assert np.all(np.isfinite(a))
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("method, shape, n_classes, ipc, expected", [
+    # yongchao97/FRePo script/distill.py:147-189
+    ("frepo", (28, 28, 1), 10, 10, False),      # MNIST, Fashion-MNIST: greyscale
+    ("frepo", (32, 32, 3), 10, 50, True),       # CIFAR-10
+    ("frepo", (32, 32, 3), 100, 1, True),       # CIFAR-100 ipc 1
+    ("frepo", (32, 32, 3), 100, 10, False),     # CIFAR-100 ipc 10, 50
+    ("frepo", (32, 32, 3), 100, 50, False),
+    ("frepo", (64, 64, 3), 200, 1, True),       # Tiny ImageNet ipc 1
+    ("frepo", (64, 64, 3), 200, 10, False),     # Tiny ImageNet ipc 10
+    ("frepo", (64, 64, 3), 1000, 1, False),     # ImageNet 64x64
+    # yolky/RCIG readme.md:20-27 with configs_final/*.txt (use_flip)
+    ("rcig", (32, 32, 3), 100, 10, True),       # CIFAR-100 ipc 10: depth_3.txt
+    ("rcig", (32, 32, 3), 100, 50, False),      # CIFAR-100 ipc 50: cifar100_50.txt
+    ("rcig", (64, 64, 3), 200, 1, True),        # Tiny ImageNet ipc 1: depth_4_200.txt
+    ("rcig", (64, 64, 3), 200, 10, False),      # Tiny ImageNet ipc 10: depth_4_big.txt
+    ("rcig", (64, 64, 3), 1000, 2, False),      # ImageNet: depth_4_big.txt
+    ("rcig", (128, 128, 3), 10, 10, True),      # ImageNette, ImageWoof: depth_5.txt
+    (None, (32, 32, 3), 100, 50, True),         # no method: every RGB set
+])
+def test_resolve_flip_follows_each_methods_official_rules(method, shape, n_classes, ipc,
+                                                          expected):
+    assert resolve_flip("auto", shape, n_classes=n_classes, ipc=ipc, method=method) is expected
+    assert resolve_flip(False, shape, n_classes=n_classes, ipc=ipc, method=method) is False
+    if shape[-1] == 3:
+        assert resolve_flip(True, shape, n_classes=n_classes, ipc=ipc, method=method) is True

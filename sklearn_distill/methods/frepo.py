@@ -249,7 +249,11 @@ class FRePoDistiller(GradientDistiller):
         :math:`\sqrt{C/10}`.
     flip : {"auto"} or bool, default="auto"
         Add horizontally flipped copies of the synthetic images to the regression. ``"auto"``:
-        on for RGB (3-channel) images, off otherwise (and always off for tabular data).
+        on for RGB (3-channel) images, off otherwise (and always off for tabular data), except
+        where the official code turns it off (``script/distill.py:147-189`` of
+        yongchao97/FRePo at 9b98c65): CIFAR-100-shaped data (32 x 32 x 3, 100 classes) from
+        ipc 10, Tiny-ImageNet-shaped data (64 x 64 x 3, 200 classes) from ipc 10 and ImageNet
+        64 x 64 (1000 classes); see :func:`sklearn_distill._training.resolve_flip`.
     init : {"real", "noise", "real+noise"}, default="real"
         Initial synthetic set: random real rows of each class, Gaussian noise with the data's
         per-feature mean and deviation, or real rows plus 0.1 of that noise.
@@ -322,7 +326,7 @@ class FRePoDistiller(GradientDistiller):
         the previous log).
     stop_reason_ : {"done", "interrupted", "diverged"}
     flip_ : bool
-        Whether flipped copies were used.
+        Whether flipped copies were used (``flip`` resolved).
 
     See Also
     --------
@@ -405,7 +409,8 @@ class FRePoDistiller(GradientDistiller):
 
     def _start(self, X, y, model, synthetic, placement, keys):
         n_classes = len(self.classes_)
-        flip = resolve_flip(self.flip, tuple(X.shape[1:]))
+        flip = resolve_flip(self.flip, tuple(X.shape[1:]), n_classes=n_classes,
+                            ipc=len(synthetic.x) // n_classes, method="frepo")
         network_precision = resolve_network_precision(self.network_precision)
         config = _Config(model=with_network_precision(model, network_precision),
                          batch_size=placement.batch_size(self.batch_size, len(X)),

@@ -39,6 +39,7 @@ gradient at fixed :math:`\Delta^\star` plus the implicit gradient
 :mod:`sklearn_distill._implicit`).
 """
 
+import dataclasses
 from functools import partial
 from numbers import Integral, Real
 from typing import Any, NamedTuple, Optional
@@ -57,7 +58,8 @@ from .._training import (init_labels, label_margin_loss, real_batch, resolve_fli
 from ..augment import flip_images
 from ..base import DistillationResult
 from ..kernels import check_precision, cholesky_solve
-from ..networks import MLP, default_network
+from ..networks import MLP, ConvNet, default_network
+from ..protocols import get_protocol
 from .gradient import NETWORK_PRECISION_CONSTRAINT, PRECISION_CONSTRAINT, GradientDistiller
 
 __all__ = ["RCIGDistiller"]
@@ -98,13 +100,29 @@ class _Config(NamedTuple):
 
 
 def hyperparameters(learning_rate, temperature_learning_rate, l2, max_online_steps,
-                    online_learning_rate):
+                    online_learning_rate, ema_decay=0.0):
     """The traced hyperparameters of the meta-step."""
     return {"learning_rate": jnp.asarray(learning_rate, jnp.float32),
             "temperature_learning_rate": jnp.asarray(temperature_learning_rate, jnp.float32),
             "l2": jnp.asarray(l2, jnp.float32),
             "max_online_steps": jnp.asarray(max_online_steps, jnp.int32),
-            "online_learning_rate": jnp.asarray(online_learning_rate, jnp.float32)}
+            "online_learning_rate": jnp.asarray(online_learning_rate, jnp.float32),
+            "ema_decay": jnp.asarray(ema_decay, jnp.float32)}
+
+
+def moving_average(hidden, decay, count):
+    r"""The bias-corrected exponential moving average :math:`h_t / (1 - \beta^t)`.
+
+    ``hidden`` holds :math:`h_t = (1 - \beta) v_t + \beta h_{t-1}` from :math:`h_0 = 0` after
+    ``count`` = :math:`t \ge 1` updates with decay :math:`\beta \in [0, 1)`; the average of a
+    constant sequence is that constant (up to rounding). RCIG returns and evaluates this average
+    of its images, labels and log-temperature with :math:`\beta = 0.99`
+    (``algorithms.py:419-420, 968-985`` of yolky/RCIG at a9fb1fa). NumPy in float64; returns
+    float32 arrays.
+    """
+    correction = 1.0 - float(decay) ** int(count)
+    return jax.tree.map(lambda h: (np.asarray(h, np.float64) / correction).astype(np.float32),
+                        hidden)
 
 
 def _optimizer(hyper):
@@ -353,7 +371,15 @@ def meta_gradient_parts(psi, variables, x_real, onehot_real, key, inner_lr, hinv
 
 
 def _classify(trace):
-    """+1 if the trace decreased monotonically, -1 if it ended above its start, else 0."""
+    """Classify a solve from its trace of n + 1 values (before each of n updates, then the final).
+
+    +1 if the n values recorded before the updates decrease monotonically, -1 if the last of them
+    is above the first, else 0 (and 0 without updates). The final value is left out, as in the
+    official code (``algorithms.py:152-164, 205-217`` of yolky/RCIG at a9fb1fa).
+    """
+    if trace.shape[0] <= 1:
+        return jnp.zeros((), jnp.int32)
+    trace = trace[:-1]
     decreasing = jnp.all(trace[1:] < trace[:-1])
     return jnp.where(decreasing, 1, jnp.where(trace[-1] > trace[0], -1, 0)).astype(jnp.int32)
 
@@ -387,6 +413,10 @@ def _meta_step_impl(state, X_real, Y_real, hyper, config):
         new = {**new, "y": psi["y"]}
     ok = state["ok"] & jnp.isfinite(loss) & tree_isfinite(new)
     new, opt_state = select_tree(ok, (new, opt_state), (psi, state["opt"]))
+    # The moving average of the set that the fit returns (see moving_average).
+    decay = hyper["ema_decay"]
+    ema = jax.tree.map(lambda h, v: jnp.where(ok, (1 - decay) * v + decay * h, h),
+                       state["ema"], new)
 
     # The pool member takes a random number of ordinary training steps on the new set.
     x_pool, y_pool = new["x"], new["y"]
@@ -402,22 +432,19 @@ def _meta_step_impl(state, X_real, Y_real, hyper, config):
         branch_free=config.branch_free,
         replace="after_training")
 
-    # Learning-rate bookkeeping of the inner and Hessian-inverse solves.
-    step = state["step"] + ok.astype(jnp.int32)
-    due = (step % _ADAPT_EVERY == 0) & ok
-    def tally(counts, trace):  # (stable, failed, total) solves since the last adaptation
-        kind = _classify(trace)
-        return counts + ok * jnp.stack([kind == 1, kind == -1, True]).astype(jnp.int32)
-
-    inner_counts = tally(state["inner_counts"], aux["inner_trace"])
-    hinv_counts = tally(state["hinv_counts"], aux["hinv_trace"])
+    # Learning-rate bookkeeping of the inner solve. As in the official code
+    # (``algorithms.py:175-186``) only the inner rate adapts, after the solve of every meta-step
+    # whose index (from 0) is a positive multiple of 50, counting that solve; the
+    # Hessian-inverse rate keeps its start-up value.
+    due = (state["step"] % _ADAPT_EVERY == 0) & (state["step"] > 0) & ok
+    kind = _classify(aux["inner_trace"])
+    inner_counts = state["inner_counts"] + ok * jnp.stack(
+        [kind == 1, kind == -1, True]).astype(jnp.int32)  # (stable, failed, total) solves
     inner_lr, inner_counts = _adapt(state["inner_lr"], inner_counts, due & (config.n_inner > 1))
-    hinv_lr, hinv_counts = _adapt(state["hinv_lr"], hinv_counts,
-                                  due & (config.n_hinv > 1) & (config.hinv_solver == "adam"))
-    state = {"x": new["x"], "y": new["y"], "log_temp": new["log_temp"], "opt": opt_state,
-             "pool": pool, "key": jnp.where(ok, key, state["key"]), "ok": ok, "step": step,
-             "inner_lr": inner_lr, "hinv_lr": hinv_lr, "inner_counts": inner_counts,
-             "hinv_counts": hinv_counts}
+    state = {"x": new["x"], "y": new["y"], "log_temp": new["log_temp"], "ema": ema,
+             "opt": opt_state, "pool": pool, "key": jnp.where(ok, key, state["key"]), "ok": ok,
+             "step": state["step"] + ok.astype(jnp.int32), "inner_lr": inner_lr,
+             "hinv_lr": state["hinv_lr"], "inner_counts": inner_counts}
     return state, jnp.where(ok, loss, jnp.nan)
 
 
@@ -506,7 +533,13 @@ class RCIGDistiller(GradientDistiller):
         Real rows per meta-step (capped at the data size).
     learn_labels : bool, default=True
     flip : {"auto"} or bool, default="auto"
-        Add mirrored copies of the synthetic images (``"auto"``: for RGB images only).
+        Add mirrored copies of the synthetic images. ``"auto"``: for RGB images, except where
+        the official configurations turn them off (``use_flip`` in ``configs_final/`` of
+        yolky/RCIG at a9fb1fa): CIFAR-100-shaped data (32 x 32 x 3, 100 classes) from ipc 50,
+        Tiny-ImageNet-shaped data (64 x 64 x 3, 200 classes) from ipc 10 and ImageNet 64 x 64
+        (1000 classes); see :func:`sklearn_distill._training.resolve_flip`. The resolved value,
+        ``flip_``, also decides whether ``eval_protocol="rcig"`` adds mirror images, as the
+        official ``eval.py`` does.
     init : {"real", "noise", "real+noise"}, default="real"
     model : flax.linen.Module or None, default=None
         The distillation network. ``None``: RCIG's official layout, ``ConvNet(width=128,
@@ -527,18 +560,29 @@ class RCIGDistiller(GradientDistiller):
         Steps of the Hessian-inverse-vector solve.
     inner_learning_rate, hinv_learning_rate : float or "auto", default="auto"
         Rates of the inner Adam and of the Adam Hessian-inverse solve. ``"auto"``: searched at
-        the start (grow by 1.2 while a probe step decreases monotonically, then back off by 0.7)
-        and adapted every 50 steps (x0.9 when 29 % of the solves fail, x1.05 when 70 % are
-        monotone), as in the paper's code. Given rates are adapted the same way during training.
+        the start (grow by 1.2 while a probe step decreases monotonically, then back off by 0.7).
+        During training the inner rate, given or searched, adapts every 50 steps (x0.9 when 29 %
+        of the solves fail, x1.05 when 70 % are monotone) and the Hessian-inverse rate stays as
+        it started, as in the paper's code (``algorithms.py:175-186`` of yolky/RCIG at
+        a9fb1fa).
     hinv_solver : {"adam", "cg"}, default="adam"
         ``"adam"``: the paper's truncated solve; ``"cg"``: conjugate gradient (jaxopt).
-    l2 : float, default=5e-4
+    l2 : float or "auto", default="auto"
         Per-sample L2 rate; the inner ridge and weight decay are :math:`\lambda = l_2 n_s`.
+        ``"auto"``: the official configurations' rate for the distillation network's depth,
+        0.05 for a depth-5 (or deeper) ``ConvNet`` (128 pixels, ``configs_final/depth_5.txt``)
+        and 5e-4 otherwise (``depth_3.txt``, ``depth_4_*.txt``). The rate used is ``l2_``.
     n_backward_subset : int or None, default=None
         Backpropagate through this many random synthetic rows only, scaled to stay unbiased
         (saves memory for large synthetic sets). ``None``: all rows.
     clip_implicit : bool, default=True
         Cap the implicit gradient's norm at the direct gradient's, per leaf.
+    ema_decay : float in [0, 1) or None, default=0.99
+        Decay :math:`\beta` of the exponential moving average of the images, labels and
+        log-temperature, updated after every meta-step and bias-corrected
+        (:func:`moving_average`); the fit returns and :meth:`score` evaluates this average, as
+        the official code does (decay 0.99). ``0`` or ``None``: the last iterate. The pool
+        networks always train on the current iterate.
     precision : {"highest", "high", "default"}, default="highest"
         Matmul precision of the Gram matrices and the solves (matters on GPUs/TPUs only).
     network_precision : {"auto", "float32", "tf32", "bfloat16", "float64"}, default="auto"
@@ -563,7 +607,9 @@ class RCIGDistiller(GradientDistiller):
     history_, stop_reason_, flip_ :
         As for :class:`~sklearn_distill.FRePoDistiller`.
     temperature_ : float
-        The learned Platt temperature :math:`e^\tau`.
+        The learned Platt temperature :math:`e^\tau` (its moving average, like the set).
+    l2_ : float
+        The per-sample L2 rate used (``l2`` resolved).
     inner_learning_rate_, hinv_learning_rate_ : float
         The rates at the end of the run.
 
@@ -598,9 +644,10 @@ class RCIGDistiller(GradientDistiller):
         "inner_learning_rate": [Interval(Real, 0, None, closed="neither"), StrOptions({"auto"})],
         "hinv_learning_rate": [Interval(Real, 0, None, closed="neither"), StrOptions({"auto"})],
         "hinv_solver": [StrOptions(set(_implicit.SOLVERS))],
-        "l2": [Interval(Real, 0, None, closed="neither")],
+        "l2": [Interval(Real, 0, None, closed="neither"), StrOptions({"auto"})],
         "n_backward_subset": [Interval(Integral, 1, None, closed="left"), None],
         "clip_implicit": ["boolean"],
+        "ema_decay": [Interval(Real, 0, 1, closed="left"), None],
         "precision": PRECISION_CONSTRAINT,
         "network_precision": NETWORK_PRECISION_CONSTRAINT,
     }
@@ -609,8 +656,8 @@ class RCIGDistiller(GradientDistiller):
                  batch_size=1024, learn_labels=True, flip="auto", init="real", model=None,
                  pool_size=30, max_online_steps=100, online_steps=15, online_learning_rate=5e-5,
                  n_inner=20, n_hinv=20, inner_learning_rate="auto", hinv_learning_rate="auto",
-                 hinv_solver="adam", l2=5e-4, n_backward_subset=None, clip_implicit=True,
-                 precision="highest", network_precision="auto", image_shape=None,
+                 hinv_solver="adam", l2="auto", n_backward_subset=None, clip_implicit=True,
+                 ema_decay=0.99, precision="highest", network_precision="auto", image_shape=None,
                  n_eval_models=5, eval_steps="auto",
                  eval_model=None, checkpoint=None, checkpoint_every=1000, log_every=100,
                  eval_protocol="rcig",
@@ -636,6 +683,7 @@ class RCIGDistiller(GradientDistiller):
         self.l2 = l2
         self.n_backward_subset = n_backward_subset
         self.clip_implicit = clip_implicit
+        self.ema_decay = ema_decay
         self.precision = precision
         self.network_precision = network_precision
         self.image_shape = image_shape
@@ -670,6 +718,14 @@ class RCIGDistiller(GradientDistiller):
             return self.model.clone(activation="relu", parent=None)
         return super()._eval_model()
 
+    def _eval_protocol(self):
+        # The official eval.py adds the mirror images only when the configuration's use_flip
+        # is on (eval.py:212-214): a protocol that mirrors follows the fit's resolved flip.
+        protocol = get_protocol(super()._eval_protocol())
+        if protocol.mirror and not getattr(self, "flip_", True):
+            return dataclasses.replace(protocol, mirror=False)
+        return protocol
+
     def _initial_labels(self, y, n_classes):
         return init_labels(y, n_classes, scale=False)
 
@@ -678,13 +734,23 @@ class RCIGDistiller(GradientDistiller):
             raise ValueError(f"`n_backward_subset`={self.n_backward_subset} exceeds the "
                              f"{n_synthetic} synthetic samples.")
 
+    def _l2(self, model):
+        """``l2`` resolved for the distillation network ``model`` (see the parameter)."""
+        if self.l2 != "auto":
+            return float(self.l2)
+        # configs_final/depth_5.txt:4 against depth_3.txt:4 and depth_4_*.txt:4 (yolky/RCIG at
+        # a9fb1fa); distill_dataset.py:187 multiplies the rate by the set size.
+        return 0.05 if isinstance(model, ConvNet) and model.depth >= 5 else 5e-4
+
     def _start(self, X, y, model, synthetic, placement, keys):
         n_classes = len(self.classes_)
+        flip = resolve_flip(self.flip, tuple(X.shape[1:]), n_classes=n_classes,
+                            ipc=len(synthetic.x) // n_classes, method="rcig")
+        l2 = self._l2(model)
         network_precision = resolve_network_precision(self.network_precision)
         config = _Config(model=with_network_precision(model, network_precision),
                          batch_size=placement.batch_size(self.batch_size, len(X)),
-                         learn_labels=bool(self.learn_labels),
-                         flip=resolve_flip(self.flip, tuple(X.shape[1:])),
+                         learn_labels=bool(self.learn_labels), flip=flip,
                          n_inner=int(self.n_inner), n_hinv=int(self.n_hinv),
                          hinv_solver=self.hinv_solver, online_steps=int(self.online_steps),
                          n_backward_subset=(None if self.n_backward_subset is None
@@ -693,14 +759,16 @@ class RCIGDistiller(GradientDistiller):
                          placement=placement, unroll=_backend.unroll(),
                          branch_free=_backend.branch_free(),
                          network_precision=network_precision)
-        hyper = hyperparameters(self.learning_rate, self.temperature_learning_rate, self.l2,
-                                self.max_online_steps, self.online_learning_rate)
+        hyper = hyperparameters(self.learning_rate, self.temperature_learning_rate, l2,
+                                self.max_online_steps, self.online_learning_rate,
+                                self.ema_decay or 0.0)
         pool_key, loop_key = keys
         state = init_state(synthetic.x, synthetic.labels, pool_key, loop_key, model,
                            self.pool_size, self.max_online_steps)
         X_real, Y_real, hyper = self._put_real_data(placement, X, np.eye(n_classes, dtype=np.float32)[y],
                                                     hyper, synthetic)
-        return state, {"config": config, "hyper": hyper, "X_real": X_real, "Y_real": Y_real}
+        return state, {"config": config, "hyper": hyper, "X_real": X_real, "Y_real": Y_real,
+                       "l2": l2}
 
 
     def _fresh_state(self, state, run):
@@ -713,19 +781,29 @@ class RCIGDistiller(GradientDistiller):
         return {**state, "inner_lr": jnp.float32(inner_lr), "hinv_lr": jnp.float32(hinv_lr)}
 
     def _finish(self, result, run, synthetic):
-        self.flip_ = run["config"].flip
+        self.flip_, self.l2_ = run["config"].flip, run["l2"]
         final = jax.device_get({k: result.state[k] for k in
-                                ("x", "y", "log_temp", "inner_lr", "hinv_lr")})
-        self.temperature_ = float(np.exp(final["log_temp"]))
+                                ("x", "y", "log_temp", "ema", "step", "inner_lr", "hinv_lr")})
+        out = {k: np.asarray(final[k], np.float32) for k in ("x", "y", "log_temp")}
+        if self.ema_decay and int(final["step"]) > 0:
+            average = moving_average(final["ema"], self.ema_decay, final["step"])
+            # Rows that never move (frozen warm-start rows, unlearned labels) stay bit for bit.
+            frozen = synthetic.row_scale == 0
+            out["x"] = np.where(frozen.reshape((-1,) + (1,) * (out["x"].ndim - 1)),
+                                out["x"], average["x"])
+            if self.learn_labels:
+                out["y"] = np.where(frozen[:, None], out["y"], average["y"])
+            out["log_temp"] = average["log_temp"]
+        self.temperature_ = float(np.exp(out["log_temp"]))
         self.inner_learning_rate_ = float(final["inner_lr"])
         self.hinv_learning_rate_ = float(final["hinv_lr"])
-        return DistillationResult(X=np.asarray(final["x"], np.float32), y=synthetic.y,
-                                  soft_labels=np.asarray(final["y"], np.float32),
+        return DistillationResult(X=out["x"], y=synthetic.y, soft_labels=out["y"],
                                   n_iter=result.step, history=result.history)
 
 
 def init_state(x_syn, y_syn, pool_key, loop_key, model, pool_size, max_online_steps):
-    """The full RCIG state: synthetic set, labels, temperature, optimiser, pool, rates, key."""
+    """The full RCIG state: synthetic set, labels, temperature, their moving average, optimiser,
+    pool, rates, key."""
     psi = {"x": jnp.asarray(x_syn, jnp.float32), "y": jnp.asarray(y_syn, jnp.float32),
            "log_temp": jnp.zeros((), jnp.float32)}
     # Every counter starts at 0 (``algorithms.py:83-90`` of yolky/RCIG at a9fb1fa).
@@ -734,5 +812,6 @@ def init_state(x_syn, y_syn, pool_key, loop_key, model, pool_size, max_online_st
     opt_state = _optimizer(hyperparameters(1.0, 1.0, 1.0, 1, 1.0)).init(psi)
     return {**psi, "opt": opt_state, "pool": pool, "key": jnp.array(loop_key, copy=True),
             "ok": jnp.asarray(True), "step": jnp.zeros((), jnp.int32),
+            "ema": jax.tree.map(jnp.zeros_like, psi),
             "inner_lr": jnp.float32(_START_INNER_LR), "hinv_lr": jnp.float32(_START_HINV_LR),
-            "inner_counts": jnp.zeros(3, jnp.int32), "hinv_counts": jnp.zeros(3, jnp.int32)}
+            "inner_counts": jnp.zeros(3, jnp.int32)}
