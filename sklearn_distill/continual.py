@@ -100,13 +100,15 @@ def _map_soft_labels(soft, step_classes, seen):
 
     The labels keep their kind (:func:`~sklearn_distill._labels.label_kind`), so the model is
     trained with the loss the rule gives them. Probabilities stay distributions: the other steps'
-    classes get probability 0 (the step's distiller put all the mass on its own classes).
+    classes get probability 0 (the step's distiller put all the mass on its own classes), and so
+    do the other columns of non-negative target weights.
     Regression targets fill the other columns with the row's smallest learned value: the distiller
     of that step only said how unlike its own classes a sample is, and the least likely of those
     is the best available stand-in for "not this class" on the same (learned) scale.
     """
     soft = np.asarray(soft, dtype=np.float32)
-    fill = 0.0 if label_kind(soft) == "probabilities" else soft.min(axis=1, keepdims=True)
+    nonnegative = label_kind(soft) in ("probabilities", "weights")
+    fill = 0.0 if nonnegative else soft.min(axis=1, keepdims=True)
     out = np.broadcast_to(np.asarray(fill, np.float32), (len(soft), len(seen))).copy()
     out[:, np.searchsorted(seen, step_classes)] = soft
     return out

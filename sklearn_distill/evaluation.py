@@ -46,14 +46,15 @@ def default_eval_model(sample_shape, protocol="library"):
 
     ``"library"``: ConvNet without normalisation, width 128; ``"frepo"`` and ``"rcig"``: the same
     with the width doubled per block (their ``Conv``); ``"ratbptt"`` and ``"dc"``: instance norm
-    and PyTorch's initialisation (their ``ConvNet``). Depth 3, or 4 from 64 pixels
-    (:func:`~sklearn_distill.networks.default_network`).
+    with ``GroupNorm``'s epsilon (1e-5) and PyTorch's initialisation (their ``ConvNet``). Depth
+    3, or 4 from 64 pixels (:func:`~sklearn_distill.networks.default_network`).
     """
     name = get_protocol(protocol).name
     if len(sample_shape) > 1 and name in ("frepo", "rcig"):
         return default_network(sample_shape, width_doubling=True)
     if len(sample_shape) > 1 and name in ("ratbptt", "dc"):
-        return default_network(sample_shape, norm="instance").clone(weight_init="pytorch")
+        return default_network(sample_shape, norm="instance", weight_init="pytorch",
+                               norm_epsilon=1e-5)
     return default_network(sample_shape)  # "library", rows, and protocols of other names
 
 

@@ -132,6 +132,10 @@ class ConvNet(NetworkSpec, nn.Module):
         Batch norm's running-average decay in flax's convention, in ``[0, 1)``: each training
         call sets ``running = momentum * running + (1 - momentum) * batch``. FRePo and RCIG
         use 0.1. Only used with ``norm="batch"``.
+    norm_epsilon : float or None, default=None
+        The constant added to the variance inside the normalisation, positive. ``None``: flax's
+        default of each layer (1e-6 for instance and layer norm, 1e-5 for batch norm). PyTorch's
+        ``GroupNorm``, the instance norm of the DC and RaT-BPTT ConvNets, uses 1e-5.
 
     Examples
     --------
@@ -162,6 +166,7 @@ class ConvNet(NetworkSpec, nn.Module):
     num_classes: Optional[int] = None
     norm_position: str = "after"
     norm_momentum: float = 0.9
+    norm_epsilon: Optional[float] = None
 
     def __post_init__(self):
         _check_choice("norm", self.norm, _NORMS)
@@ -174,10 +179,14 @@ class ConvNet(NetworkSpec, nn.Module):
         momentum = self.norm_momentum
         if isinstance(momentum, bool) or not isinstance(momentum, Real) or not 0 <= momentum < 1:
             raise ValueError(f"`norm_momentum` must be a number in [0, 1); got {momentum!r}.")
+        eps = self.norm_epsilon
+        if eps is not None and (isinstance(eps, bool) or not isinstance(eps, Real) or not eps > 0):
+            raise ValueError(f"`norm_epsilon` must be a positive number or None; got {eps!r}.")
         super().__post_init__()
 
     def _norm(self, x, train, i):
-        return _normalize(self.norm, x, train, f"norm_{i}", self.norm_momentum)
+        return _normalize(self.norm, x, train, f"norm_{i}", self.norm_momentum,
+                          self.norm_epsilon)
 
     @nn.compact
     def __call__(self, x, train=False, return_features=False):
@@ -250,20 +259,23 @@ class MLP(NetworkSpec, nn.Module):
         return _head(self.num_classes, self.weight_init, x)
 
 
-def _normalize(norm, x, train, name, momentum=0.9):
+def _normalize(norm, x, train, name, momentum=0.9, epsilon=None):
     """The normalisation layer ``norm`` applied to NHWC ``x`` (identity for ``"none"``).
+
+    ``epsilon``: the variance offset, ``None`` for flax's default of the layer.
 
     Instance norm is skipped on a 1x1 map: its per-image statistics would be those of a single
     value, which sends every image to the same output.
     """
+    eps = {} if epsilon is None else {"epsilon": float(epsilon)}
     if norm == "batch":
-        return nn.BatchNorm(use_running_average=not train, momentum=momentum, name=name)(x)
+        return nn.BatchNorm(use_running_average=not train, momentum=momentum, name=name, **eps)(x)
     if norm == "instance":
         if x.shape[1] * x.shape[2] == 1:
             return x
-        return nn.InstanceNorm(name=name)(x)
+        return nn.InstanceNorm(name=name, **eps)(x)
     if norm == "layer":
-        return nn.LayerNorm(reduction_axes=(-3, -2, -1), name=name)(x)
+        return nn.LayerNorm(reduction_axes=(-3, -2, -1), name=name, **eps)(x)
     return x
 
 
@@ -497,14 +509,14 @@ def init_variables(model, key, sample_shape):
 
 def default_network(sample_shape, *, norm="none", width_doubling=False, activation="relu",
                     softplus_temperature=None, depth=None, norm_position=None,
-                    norm_momentum=None):
+                    norm_momentum=None, weight_init=None, norm_epsilon=None):
     """The field's default network for samples of ``sample_shape`` (no batch axis).
 
     Images: ``ConvNet(width=128, depth=3)``, depth 4 from 64 pixels on the shorter side (the
     depth the papers use for 64-pixel Tiny ImageNet); tabular rows: ``MLP(hidden_sizes=(256,
     256))``. The keywords pick a method's variant: ``norm``, ``width_doubling``, ``depth``,
-    ``norm_position`` and ``norm_momentum`` (ConvNet only), ``activation`` and
-    ``softplus_temperature`` (both); ``None`` keeps the default.
+    ``norm_position``, ``norm_momentum`` and ``norm_epsilon`` (ConvNet only), ``activation``,
+    ``softplus_temperature`` and ``weight_init`` (both); ``None`` keeps the default.
 
     Examples
     --------
@@ -516,6 +528,8 @@ def default_network(sample_shape, *, norm="none", width_doubling=False, activati
     act = {} if activation == "relu" else {"activation": activation}
     if softplus_temperature is not None:
         act["softplus_temperature"] = softplus_temperature
+    if weight_init is not None:
+        act["weight_init"] = weight_init
     if len(sample_shape) == 1:
         return MLP(hidden_sizes=(256, 256), **act)
     if depth is None:
@@ -525,6 +539,8 @@ def default_network(sample_shape, *, norm="none", width_doubling=False, activati
         conv["norm_position"] = norm_position
     if norm_momentum is not None:
         conv["norm_momentum"] = norm_momentum
+    if norm_epsilon is not None:
+        conv["norm_epsilon"] = norm_epsilon
     return ConvNet(width=128, depth=depth, norm=norm, **conv, **act)
 
 

@@ -355,9 +355,9 @@ class EvalProtocol:
 
         Hard labels train with ``hard_loss``. Soft labels follow the library's rule of label
         kinds (:mod:`sklearn_distill._labels`): regression targets (e.g. centred one-hot rows)
-        always train with the squared error, since cross-entropy against rows that are not
-        distributions has no minimum; probability rows train with ``soft_loss``, or by the
-        rule (cross-entropy) when it is ``"auto"``.
+        always train with the squared error, since cross-entropy against rows with negative
+        entries has no minimum; probability rows and non-negative target weights train
+        with ``soft_loss``, or by the rule (cross-entropy) when it is ``"auto"``.
 
         Examples
         --------

@@ -82,7 +82,8 @@ def test_labels_train_with_the_loss_of_their_kind(digits_rows):
     with pytest.raises(ValueError, match="loss='ce' needs soft labels that are probability"):
         DistilledClassifier(frepo, NeuralNetClassifier(MLP(hidden_sizes=(8,)), n_steps=5, loss="ce",
                                                        random_state=0)).fit(X, y)
-    # RaT-BPTT's learned labels are probabilities: every entry point trains them with cross-entropy.
+    # RaT-BPTT's learned labels are non-negative target weights: every entry point trains them with
+    # cross-entropy.
     rat = RaTBPTTDistiller(ipc=1, n_steps=2, window=1, unroll=2, batch_size=16, learn_labels=True,
                            model=MLP(hidden_sizes=(8,)), random_state=0)
     clf = DistilledClassifier(rat, NeuralNetClassifier(MLP(hidden_sizes=(8,)), n_steps=5,

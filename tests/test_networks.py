@@ -49,6 +49,33 @@ def test_pytorch_init_bounds():
     assert np.abs(params["conv_0"]["bias"]).max() > 0  # PyTorch-style biases are not zero
 
 
+def test_instance_norm_epsilon_is_pytorchs_when_asked():
+    # One convolution then instance norm; a tiny input scale makes the variance offset visible.
+    x = 1e-3 * jax.random.normal(jax.random.PRNGKey(1), (2, 4, 4, 1))
+    plain = with_num_classes(ConvNet(width=3, depth=1), 2)
+    variables = init_variables(plain, jax.random.PRNGKey(0), (4, 4, 1))
+    conv = jax.lax.conv_general_dilated(x, variables["params"]["conv_0"]["kernel"], (1, 1),
+                                        ((1, 1), (1, 1)),
+                                        dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    conv = conv + variables["params"]["conv_0"]["bias"]
+
+    def expected(eps):  # GroupNorm with a group per channel: (x - mean) / sqrt(var + eps)
+        mean = conv.mean(axis=(1, 2), keepdims=True)
+        var = ((conv - mean) ** 2).mean(axis=(1, 2), keepdims=True)
+        z = jax.nn.relu((conv - mean) / jnp.sqrt(var + eps))
+        return z.reshape(2, 2, 2, 2, 2, 3).mean(axis=(2, 4)).reshape(2, -1)
+
+    for eps, net in ((1e-5, ConvNet(width=3, depth=1, norm="instance", norm_epsilon=1e-5)),
+                     (1e-6, ConvNet(width=3, depth=1, norm="instance"))):
+        net = with_num_classes(net, 2)
+        v = init_variables(net, jax.random.PRNGKey(0), (4, 4, 1))
+        feats = net.apply(v, x, return_features=True)
+        np.testing.assert_allclose(feats, expected(eps), rtol=2e-3, atol=1e-5)
+        assert not np.allclose(feats, expected(1e-5 if eps == 1e-6 else 1e-6), rtol=2e-2)
+    with pytest.raises(ValueError, match="norm_epsilon"):
+        ConvNet(norm="instance", norm_epsilon=0.0)
+
+
 def test_softplus_activation_is_smooth_relu():
     net = with_num_classes(MLP(hidden_sizes=(4,), activation="softplus", softplus_temperature=1e4), 2)
     relu = with_num_classes(MLP(hidden_sizes=(4,)), 2)

@@ -58,7 +58,7 @@ __all__ = ["RaTBPTTDistiller", "hardness_weights"]
 # eps_root of the inner Adam: the square root of the second moment is differentiated, and it is
 # exactly zero for parameters without gradient (e.g. a convolution bias before instance norm).
 _EPS_ROOT = 1e-8
-# Decay of the moving average of the meta-gradient norm, and the clipping factor on it.
+# Decay of the moving average of the image meta-gradient norm, and the clipping factor on it.
 _EMA_DECAY = 0.9
 _CLIP_FACTOR = 2.0
 
@@ -87,6 +87,8 @@ class _Config(NamedTuple):
     network_precision: Optional[str] = None
     # Steps of the backpropagated window per trip of its scan (lax.scan's unroll; 1: rolled).
     window_unroll: int = 1
+    # Classes drawn per inner step (0: every class), as ``task_sampler_nc`` of the official code.
+    step_classes: int = 0
 
 
 def hyperparameters(n_steps, learning_rate, inner_learning_rate):
@@ -110,13 +112,28 @@ def _outer_optimizer(learning_rate):
 # --------------------------------------------------------------------------------------------
 
 def label_targets(labels, learn_labels):
-    """Targets of the inner cross-entropy: the softmax of learned label logits, else the labels."""
-    return jax.nn.softmax(labels, axis=-1) if learn_labels else labels
+    """Targets of the inner cross-entropy: the label rows themselves, learned or not.
+
+    Learned labels start one-hot and stay non-negative but unnormalised (clipped at zero after
+    every outer step): they weigh the log-probabilities directly, ``-sum_k y_k log p_k``, with no
+    softmax over them (``base.py`` and ``distill_higher.py`` of the official code).
+    """
+    del learn_labels  # the same targets either way
+    return labels
 
 
-def _sample_rows(key, class_rows, per_class):
-    """Class-balanced minibatch: ``per_class`` distinct rows of every class (flat row indices)."""
+def _sample_rows(key, class_rows, per_class, step_classes=0):
+    """Class-balanced minibatch: ``per_class`` distinct rows of every class (flat row indices).
+
+    With ``0 < step_classes < n_classes`` only that many distinct classes, drawn uniformly, take
+    part in the step (the official ``get_task_indices``); the targets keep every class.
+    """
     n_classes, n_per_class = class_rows.shape
+    if 0 < step_classes < n_classes:
+        class_key, key = jax.random.split(key)
+        chosen = jnp.argsort(jax.random.uniform(class_key, (n_classes,)))[:step_classes]
+        class_rows = class_rows[jnp.sort(chosen)]
+        n_classes = step_classes
     if per_class >= n_per_class:
         return class_rows.reshape(-1)
     order = jnp.argsort(jax.random.uniform(key, (n_classes, n_per_class)), axis=1)[:, :per_class]
@@ -130,7 +147,7 @@ def inner_step(config, inner_lr, x_syn, targets, class_rows, carry, key):
     """
     variables, opt_state = carry
     batch_key, aug_key = jax.random.split(key)
-    rows = _sample_rows(batch_key, class_rows, config.per_class)
+    rows = _sample_rows(batch_key, class_rows, config.per_class, config.step_classes)
     xb, tb = x_syn[rows], targets[rows]
     if config.augmentation is not None:
         xb = config.augmentation(aug_key, xb)
@@ -207,12 +224,13 @@ def real_loss_and_grad(config, variables, x_real, y_real):
     return value, grad
 
 
-def unroll_length(schedule, window, unroll, step, n_steps, seed):
+def unroll_length(schedule, window, unroll, step, n_steps, seed, period=1):
     """The unroll length N of meta-step ``step`` under the window schedule (drawn on the host).
 
     ``"random"`` draws N uniformly from ``window..unroll`` with a NumPy generator seeded by
-    ``(seed, step)``, so N is a function of the run's key and the step alone (a resumed run
-    draws the same lengths) and the host never waits on the device for it.
+    ``(seed, step // period)``, so N is a function of the run's key and the step alone (a resumed
+    run draws the same lengths) and the host never waits on the device for it; ``period``
+    meta-steps in a row share one N (the official code draws once per epoch of its real loader).
 
     Examples
     --------
@@ -220,13 +238,16 @@ def unroll_length(schedule, window, unroll, step, n_steps, seed):
     [2, 3, 4, 5, 6]
     >>> unroll_length("fixed", 2, 6, 3, 5, 0)
     6
+    >>> len({unroll_length("random", 2, 60, s, 10, 0, period=4) for s in range(4)})
+    1
     """
     if schedule == "fixed" or window == unroll:
         return int(unroll)
     if schedule == "moving":
         frac = min(step, max(n_steps - 1, 1)) / max(n_steps - 1, 1)
         return int(window + np.floor((unroll - window) * frac + 0.5))
-    return int(np.random.default_rng([int(seed), int(step)]).integers(window, unroll + 1))
+    draw = int(step) // max(int(period), 1)
+    return int(np.random.default_rng([int(seed), draw]).integers(window, unroll + 1))
 
 
 def _split(key):
@@ -307,19 +328,36 @@ def meta_gradient(state, n_unroll, X_real, Y_real, class_rows, hyper, config):
 
 
 def clip_by_moving_norm(grads, ema):
-    """Clip ``grads`` at ``2 * ema`` and update the moving average of the gradient norm.
+    r"""Update the moving average of the gradient norm, then clip ``grads`` at twice it.
 
-    ``ema == 0`` means no average yet: nothing is clipped and the average starts at the norm.
-    The average follows the norm of the gradient actually applied (after clipping), so one
-    outlier does not raise the threshold for the next steps. Returns ``(grads, new_ema, norm)``.
+    With :math:`g` the Euclidean norm of ``grads`` (all leaves together), the average first
+    absorbs the current, unclipped norm, :math:`a \leftarrow 0.9\,a + 0.1\,g`, and the gradient
+    is then scaled by :math:`\min(1, 2a / (g + 10^{-6}))` (PyTorch's ``clip_grad_norm_``), as
+    ``base.py`` (``train``) and ``distill_higher.py`` (``ema_update``) of the official code do.
+    ``ema == 0`` means no average yet: it starts at the norm (so the first step is not clipped).
+    Returns ``(grads, new_ema, norm)``.
+
+    Examples
+    --------
+    >>> g, a, n = clip_by_moving_norm(jnp.array([30.0, 40.0]), jnp.asarray(5.0))
+    >>> round(float(a), 4), [round(float(v), 4) for v in g]  # a = 0.9 * 5 + 0.1 * 50
+    (9.5, [11.4, 15.2])
     """
     norm = jnp.sqrt(sum(jnp.sum(jnp.square(g)) for g in jax.tree.leaves(grads)))
-    started = ema > 0
-    factor = jnp.where(started, jnp.minimum(1.0, _CLIP_FACTOR * ema / (norm + 1e-12)), 1.0)
+    new_ema = jnp.where(ema > 0, _EMA_DECAY * ema + (1.0 - _EMA_DECAY) * norm, norm)
+    factor = jnp.minimum(1.0, _CLIP_FACTOR * new_ema / (norm + 1e-6))
     grads = jax.tree.map(lambda g: g * factor.astype(g.dtype), grads)
-    applied = norm * factor
-    new_ema = jnp.where(started, _EMA_DECAY * ema + (1.0 - _EMA_DECAY) * applied, norm)
     return grads, new_ema, norm
+
+
+def clip_meta_gradient(grads, ema):
+    """Clip the image part ``grads["x"]`` of the meta-gradient (:func:`clip_by_moving_norm`).
+
+    The label gradient ``grads["y"]`` is left as it is, as in the official code, and does not
+    enter the norm. Returns ``(grads, new_ema)``.
+    """
+    grad_x, ema, _ = clip_by_moving_norm(grads["x"], ema)
+    return {**grads, "x": grad_x}, ema
 
 
 def _meta_step_impl(state, n_unroll, X_real, Y_real, class_rows, row_scale, hyper, config,
@@ -328,14 +366,17 @@ def _meta_step_impl(state, n_unroll, X_real, Y_real, class_rows, row_scale, hype
                                       carry)
     if not config.learn_labels:
         grads = {"x": grads["x"], "y": jnp.zeros_like(grads["y"])}
-    grads, ema, _ = clip_by_moving_norm(grads, state["ema"])
+    grads, ema = clip_meta_gradient(grads, state["ema"])
     synthetic = {"x": state["x"], "y": state["y"]}
     updates, opt_state = _outer_optimizer(hyper["learning_rate"]).update(grads, state["opt"],
                                                                           synthetic)
     # Boost-DD: earlier blocks train with their learning rate scaled (0 leaves them unchanged).
     updates = scale_rows(updates, row_scale)
     new = optax.apply_updates(synthetic, updates)
-    if not config.learn_labels:
+    if config.learn_labels:
+        # The learned labels stay non-negative (unnormalised) target weights.
+        new = {"x": new["x"], "y": jnp.maximum(new["y"], 0.0)}
+    else:
         new = {"x": new["x"], "y": synthetic["y"]}
     ok = state["ok"] & jnp.isfinite(loss) & tree_isfinite(new)
     new, opt_state, ema = select_tree(ok, (new, opt_state, ema),
@@ -434,12 +475,6 @@ def misclassification_counts(config, hyper, state, class_rows, X_real, y_real, k
 # The estimator
 # --------------------------------------------------------------------------------------------
 
-def _label_logits(y, n_classes):
-    """Initial learned label logits: softmax puts 0.99 on the class."""
-    high = np.log(99.0 * (n_classes - 1))
-    return (np.eye(n_classes, dtype=np.float32)[np.asarray(y)] * high).astype(np.float32)
-
-
 def _unit_norm_noise(key, n, sample_shape):
     """Gaussian samples, each scaled to unit Euclidean norm."""
     rng = np.random.default_rng(np.asarray(key_data(key)).ravel().tolist())
@@ -458,14 +493,14 @@ class RaTBPTTDistiller(GradientDistiller):
        schedule, by default uniformly from :math:`[M, T]` (``window`` :math:`M`, ``unroll``
        :math:`T`);
     2. train it :math:`N` steps with Adam (``inner_learning_rate``) on class-balanced minibatches
-       of the synthetic set (``inner_batch_size``), randomly flipped (RGB only) and rotated;
+       of the synthetic set (``inner_batch_size``), each randomly flipped or rotated;
        the first :math:`N - M` steps run without gradient, the last :math:`M` are recorded (a
        rematerialised :func:`jax.lax.scan`), and the network and its Adam state carry over;
     3. compute the cross-entropy of the trained network on an augmented batch of
        ``batch_size`` real rows and backpropagate it through the :math:`M` recorded steps to
-       the synthetic images (and label logits with ``learn_labels``);
-    4. clip the meta-gradient at twice a moving average (decay 0.9) of its norm and take an
-       Adam step (``learning_rate``) on the synthetic set.
+       the synthetic images (and labels with ``learn_labels``);
+    4. clip the image meta-gradient at twice a moving average (decay 0.9) of its norm and take
+       an Adam step (``learning_rate``) on the synthetic set.
 
     Parameters
     ----------
@@ -474,7 +509,7 @@ class RaTBPTTDistiller(GradientDistiller):
     n_steps : int, default=1000
         Meta-steps. The paper runs tens of thousands on GPUs.
     learning_rate : float, default=1e-3
-        Adam learning rate of the synthetic images (and label logits).
+        Adam learning rate of the synthetic images (and labels).
     batch_size : int, default=256
         Real rows per meta-step, drawn without replacement (capped at the data size).
     window : int, default=20
@@ -485,28 +520,40 @@ class RaTBPTTDistiller(GradientDistiller):
         Where the window ends: ``"random"``, :math:`N \sim U\{M, \dots, T\}` every meta-step
         (RaT-BPTT); ``"fixed"``, always :math:`N = T` (plain truncated BPTT); ``"moving"``,
         :math:`N` grows linearly from :math:`M` to :math:`T` over the run.
+    unroll_draw : {"step", "epoch"}, default="step"
+        How often ``schedule="random"`` draws a new :math:`N`: every meta-step (the paper's
+        Algorithm 1), or once per epoch of the real data, i.e. every
+        ``ceil(n_samples / batch_size)`` meta-steps (the official code's ``--cctype 2`` without
+        ``--complete_random``).
     inner_learning_rate : float, default=1e-3
         Adam learning rate of the inner network.
     inner_batch_size : int or None, default=None
-        Synthetic rows per inner step, split equally over the classes (at least one per class);
-        ``None``: the whole synthetic set.
+        Synthetic rows per inner step, split equally over the classes of the step (at least one
+        per class); ``None``: every row of those classes.
+    n_classes_per_step : int or None, default=None
+        Classes drawn (uniformly, without replacement) for each inner step; the minibatch holds
+        rows of those classes only, the targets keep every class. ``None``: every class. The
+        official code's ``--task_sampler_nc`` (50 of 200 for Tiny ImageNet in its README).
     learn_labels : bool, default=False
-        Learn label logits along with the images; the inner loss is then the cross-entropy
-        against their softmax, which is what ``synthetic_y_soft_`` holds.
+        Learn the labels along with the images. They start one-hot and are the target weights
+        of the inner cross-entropy, :math:`-\sum_k y_k \log p_k`, without normalisation; they
+        are clipped at zero after every meta-step, so they stay non-negative (the paper's
+        appendix C: "labels retain their positive real value").
     augment : {"auto", "none"}, ImageAugmentation or None, default="auto"
         Differentiable augmentation of the synthetic minibatches and of the real batch.
-        ``"auto"``: random rotation by up to 15 degrees, plus a horizontal flip for RGB images
-        (mirrored digits are other symbols); ``"none"`` / ``None``: none. Tabular data is never
-        augmented.
+        ``"auto"``: the official ``flip_rotate``, one of the two operations for the whole batch
+        (each inner step's minibatch, each meta-step's real batch), each image drawing its own
+        flip (probability 1/2) or angle (uniform within 15 degrees either way), grey images
+        included; ``"none"`` / ``None``: none. Tabular data is never augmented.
     init : {"noise", "real", "real+noise"}, default="noise"
         Initial synthetic set: Gaussian noise with each sample scaled to unit norm (the paper's),
         random real rows of each class, or real rows plus a little noise.
     model : flax.linen.Module or None, default=None
-        The inner network. ``None``: the narrow ConvNet with instance norm,
-        ``ConvNet(width=128, depth=3, norm="instance")`` (depth 4 from 64 pixels), or
-        ``MLP(hidden_sizes=(256, 256))`` for tabular rows. Any network of
-        :mod:`sklearn_distill.networks` works (batch norm uses batch statistics while training and
-        its running averages in the meta-loss).
+        The inner network. ``None``: the official ConvNet, ``ConvNet(width=128, depth=3,
+        norm="instance", weight_init="pytorch", norm_epsilon=1e-5)`` (depth 4 from 64 pixels),
+        or ``MLP(hidden_sizes=(256, 256), weight_init="pytorch")`` for tabular rows. Any
+        network of :mod:`sklearn_distill.networks` works (batch norm uses batch statistics while
+        training and its running averages in the meta-loss).
     network_precision : {"auto", "float32", "tf32", "bfloat16", "float64"}, default="auto"
         Precision of the inner network's convolutions and dense layers, forward and backward:
         the unrolled inner training, the real-batch loss and the hardness networks (see
@@ -565,10 +612,10 @@ class RaTBPTTDistiller(GradientDistiller):
     synthetic_X_, synthetic_y_, classes_, sampling_strategy_, n_features_in_ :
         See :class:`~sklearn_distill.base.BaseDistiller`.
     synthetic_y_soft_ : ndarray of shape (n_synthetic, n_classes) or None
-        The softmax of the learned label logits (``learn_labels=True``), else ``None``.
-        Probability rows, so :meth:`score`, :class:`~sklearn_distill.DistilledClassifier` and the
-        class-incremental evaluation all train on them with cross-entropy (the package's rule,
-        :func:`~sklearn_distill._labels.loss_for_labels`).
+        The learned labels (``learn_labels=True``), else ``None``: non-negative, unnormalised
+        target weights, so :meth:`score`, :class:`~sklearn_distill.DistilledClassifier` and the
+        class-incremental evaluation all train on them with cross-entropy against the rows as
+        they are (the package's rule, :func:`~sklearn_distill._labels.loss_for_labels`).
     n_iter_ : int
     history_ : dict of list
         ``"step"``, ``"time"``, ``"loss"`` (mean real-batch cross-entropy since the last log).
@@ -606,8 +653,10 @@ class RaTBPTTDistiller(GradientDistiller):
         "window": [Interval(Integral, 1, None, closed="left")],
         "unroll": [Interval(Integral, 1, None, closed="left")],
         "schedule": [StrOptions({"random", "fixed", "moving"})],
+        "unroll_draw": [StrOptions({"step", "epoch"})],
         "inner_learning_rate": [Interval(Real, 0, None, closed="neither")],
         "inner_batch_size": [Interval(Integral, 1, None, closed="left"), None],
+        "n_classes_per_step": [Interval(Integral, 1, None, closed="left"), None],
         "augment": [StrOptions({"auto", "none"}), HasMethods(["sample_params", "apply"]), None],
         "rematerialize": ["boolean"],
         "prefix_loop": [StrOptions({"auto", "device", "host"})],
@@ -619,9 +668,10 @@ class RaTBPTTDistiller(GradientDistiller):
     }
 
     def __init__(self, ipc=1, *, n_steps=1000, learning_rate=1e-3, batch_size=256, window=20,
-                 unroll=60, schedule="random", inner_learning_rate=1e-3, inner_batch_size=None,
-                 learn_labels=False, augment="auto", init="noise", model=None,
-                 network_precision="auto", rematerialize=True,
+                 unroll=60, schedule="random", unroll_draw="step", inner_learning_rate=1e-3,
+                 inner_batch_size=None, n_classes_per_step=None, learn_labels=False,
+                 augment="auto", init="noise", model=None, network_precision="auto",
+                 rematerialize=True,
                  prefix_loop="auto", real_chunk_size=1024, hardness_sampling=False, hardness_models=4,
                  hardness_every=200, image_shape=None, n_eval_models=5, eval_steps="auto",
                  eval_model=None, checkpoint=None, checkpoint_every=500, log_every=50, devices=None,
@@ -634,8 +684,10 @@ class RaTBPTTDistiller(GradientDistiller):
         self.window = window
         self.unroll = unroll
         self.schedule = schedule
+        self.unroll_draw = unroll_draw
         self.inner_learning_rate = inner_learning_rate
         self.inner_batch_size = inner_batch_size
+        self.n_classes_per_step = n_classes_per_step
         self.learn_labels = learn_labels
         self.augment = augment
         self.init = init
@@ -667,14 +719,18 @@ class RaTBPTTDistiller(GradientDistiller):
     _checkpoint_exclude = frozenset({"rematerialize", "prefix_loop", "real_chunk_size"})
 
     def _default_model(self, sample_shape):
-        return default_network(sample_shape, norm="instance")
+        # The official ConvNet: PyTorch's default initialisation, GroupNorm's epsilon (1e-5).
+        return default_network(sample_shape, norm="instance", weight_init="pytorch",
+                               norm_epsilon=1e-5)
 
     def _augmentation(self, sample_shape):
         if len(sample_shape) == 1 or self.augment is None or self.augment == "none":
             return None
         if self.augment == "auto":
-            return ImageAugmentation(flip=sample_shape[-1] == 3, crop=False, scale=False,
-                                     rotate=True, colour=False, cutout=False, rotate_degrees=15.0)
+            # The official flip_rotate: one of the two operations per batch (grey images too).
+            return ImageAugmentation(flip=True, crop=False, scale=False, rotate=True,
+                                     colour=False, cutout=False, rotate_degrees=15.0,
+                                     mode="one_per_batch")
         return self.augment
 
     def _check_data(self, X, y, n_synthetic):
@@ -682,10 +738,14 @@ class RaTBPTTDistiller(GradientDistiller):
             raise ValueError(f"`window`={self.window} must not exceed `unroll`={self.unroll}: the "
                              f"backpropagated window is the end of an unroll of at most `unroll` "
                              f"inner steps.")
+        n_classes = len(self.classes_)
+        if self.n_classes_per_step is not None and self.n_classes_per_step > n_classes:
+            raise ValueError(f"`n_classes_per_step`={self.n_classes_per_step} exceeds the "
+                             f"{n_classes} classes of `y`.")
 
     def _initial_labels(self, y, n_classes):
-        return (_label_logits(y, n_classes) if self.learn_labels
-                else np.eye(n_classes, dtype=np.float32)[y])
+        # One-hot rows, learned or not: learned ones are the cross-entropy's target weights.
+        return np.eye(n_classes, dtype=np.float32)[y]
 
     def _initial_set(self, key, X, y, n_classes):
         if self.init == "noise":
@@ -694,17 +754,15 @@ class RaTBPTTDistiller(GradientDistiller):
         return init_synthetic(key, X, y, n_classes, self.ipc, self.init)
 
     def _warm_labels(self, warm_start, n_classes):
-        """Label state of the earlier rows: logits of their soft labels, or the initial ones."""
+        """Label state of the earlier rows: their soft labels as they are, or the initial ones."""
         y_old = np.asarray(warm_start.y)
         if warm_start.soft_labels is None:
             return self._initial_labels(y_old, n_classes)
         p = np.asarray(warm_start.soft_labels, np.float64)
-        if (p.shape != (len(y_old), n_classes) or np.any(p < 0)
-                or not np.allclose(p.sum(axis=1), 1.0, atol=1e-3)):
-            raise ValueError("The earlier synthetic rows' soft labels must be class probabilities "
-                             "(rows of non-negative numbers summing to one), as RaT-BPTT learns.")
-        if self.learn_labels:
-            return np.log(np.maximum(p, 1e-12)).astype(np.float32)
+        if p.shape != (len(y_old), n_classes) or not np.all(np.isfinite(p)) or np.any(p < 0):
+            raise ValueError(f"The earlier synthetic rows' soft labels must be non-negative label "
+                             f"weights of shape ({len(y_old)}, {n_classes}), as RaT-BPTT learns "
+                             f"them; got shape {p.shape} with smallest entry {np.min(p):.3g}.")
         return p.astype(np.float32)
 
     def _start(self, X, y, model, synthetic, placement, keys):
@@ -716,18 +774,22 @@ class RaTBPTTDistiller(GradientDistiller):
                              f"class-balanced inner batches; got {counts.tolist()}.")
         class_rows = np.stack([np.flatnonzero(synthetic.y == c)
                                for c in range(n_classes)]).astype(np.int32)
+        step_classes = (n_classes if self.n_classes_per_step is None
+                        else int(self.n_classes_per_step))
         per_class = (counts[0] if self.inner_batch_size is None
-                     else int(np.clip(self.inner_batch_size // n_classes, 1, counts[0])))
+                     else int(np.clip(self.inner_batch_size // step_classes, 1, counts[0])))
         batch_size = placement.batch_size(self.batch_size, len(X))
         network_precision = resolve_network_precision(self.network_precision)
-        config = _Config(model=with_network_precision(model, network_precision), window=int(self.window), unroll=int(self.unroll),
+        config = _Config(model=with_network_precision(model, network_precision),
+                         window=int(self.window), unroll=int(self.unroll),
                          schedule=self.schedule, per_class=int(per_class), batch_size=batch_size,
                          chunk_size=placement.batch_size(self.real_chunk_size, batch_size,
                                                          "real_chunk_size"),
                          augmentation=self._augmentation(tuple(X.shape[1:])),
                          learn_labels=bool(self.learn_labels), remat=bool(self.rematerialize),
                          hardness=bool(self.hardness_sampling), placement=placement,
-                         network_precision=network_precision)
+                         network_precision=network_precision,
+                         step_classes=0 if step_classes == n_classes else step_classes)
         hyper = hyperparameters(self.n_steps, self.learning_rate, self.inner_learning_rate)
         loop_key, hard_key = keys
         state = init_state(synthetic.x, synthetic.labels, loop_key,
@@ -748,6 +810,9 @@ class RaTBPTTDistiller(GradientDistiller):
         host_prefix = (self.prefix_loop == "host"
                        or (self.prefix_loop == "auto" and _backend.host_loops()))
         counter = [start_step]
+        # "epoch": one N per pass over the real data, as many meta-steps as its batches.
+        period = (1 if self.unroll_draw == "step"
+                  else max(1, -(-len(run["X"]) // config.batch_size)))
 
         def step_fn(s):
             step = counter[0]
@@ -759,7 +824,7 @@ class RaTBPTTDistiller(GradientDistiller):
                 self.hardness_weights_ = hardness_weights(wrong, self.hardness_models)
                 s = {**s, "weights": jnp.asarray(self.hardness_weights_)}
             n_unroll = unroll_length(config.schedule, config.window, config.unroll, step,
-                                     int(self.n_steps), run["seed"])
+                                     int(self.n_steps), run["seed"], period)
             run["lengths"].append(n_unroll)
             n_arg = jnp.asarray(n_unroll, jnp.int32)
             if host_prefix:
@@ -804,7 +869,7 @@ class RaTBPTTDistiller(GradientDistiller):
         final = jax.device_get({"x": result.state["x"], "y": result.state["y"]})
         soft = None
         if self.learn_labels:
-            soft = np.array(jax.nn.softmax(jnp.asarray(final["y"]), axis=-1), np.float32)
+            soft = np.array(final["y"], np.float32)  # non-negative, unnormalised
             warm = synthetic.warm_start
             if warm is not None and warm.soft_labels is not None and warm.learning_rate_scale == 0:
                 # The earlier rows' labels exactly unchanged.
