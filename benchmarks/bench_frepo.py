@@ -67,7 +67,8 @@ def accuracy(args):
     from sklearn_distill import ConvNet, FRePoDistiller, RandomDistiller
 
     X_tr, y_tr, X_te, y_te = load(args.dataset, args.data_home)
-    model = ConvNet(width=args.width, depth=args.depth, norm="batch", width_doubling=True)
+    model = ConvNet(width=args.width, depth=args.depth, norm="batch", width_doubling=True,
+                    norm_position="before", norm_momentum=0.1)  # FRePo's default layout
     eval_model = model.clone(norm="none", parent=None)
     rows = []
     for ipc in args.ipc:
@@ -129,12 +130,15 @@ def step_cost(width, n_syn, n_classes, batch, repeats, depth=3, shape=(32, 32, 3
     """Time, memory and FLOPs of one FRePo meta-step on random data.
 
     ``parts=False`` skips timing the meta-gradient and the online step on their own (two more
-    compilations); ``network_precision`` is set in the step's configuration when given.
+    compilations); ``network_precision`` (None: ``"auto"``) is the network's precision policy, as
+    the estimator's parameter.
     """
     import jax
     import jax.numpy as jnp
 
     from sklearn_distill import ConvNet, _pool
+    from sklearn_distill._backend import remat_features
+    from sklearn_distill._precision import resolve_network_precision, with_network_precision
     from sklearn_distill._sharding import DataParallel
     from sklearn_distill._training import centred_one_hot, init_labels
     from sklearn_distill.methods import frepo as F
@@ -142,20 +146,21 @@ def step_cost(width, n_syn, n_classes, batch, repeats, depth=3, shape=(32, 32, 3
 
     rng = np.random.default_rng(0)
     model = with_num_classes(ConvNet(width=width, depth=depth, norm="batch",
-                                     width_doubling=True), n_classes)
+                                     width_doubling=True, norm_position="before",
+                                     norm_momentum=0.1), n_classes)  # FRePo's default layout
     ipc = n_syn // n_classes
     x_syn = rng.standard_normal((ipc * n_classes,) + shape).astype(np.float32)
     y_syn = np.repeat(np.arange(n_classes), ipc)
     X = jnp.asarray(rng.standard_normal((max(4 * batch, 2048),) + shape).astype(np.float32))
     Y = jnp.asarray(centred_one_hot(rng.integers(0, n_classes, X.shape[0]), n_classes))
     key = jax.random.PRNGKey(0)
-    extra = {}
-    if network_precision is not None:
-        if "network_precision" not in F._Config._fields:
-            raise ValueError("network_precision: this version of FRePo has no such setting.")
-        extra["network_precision"] = network_precision
-    config = F._Config(model=model, batch_size=batch, learn_labels=True, flip=True,
-                       precision=precision, placement=DataParallel(None, None), **extra)
+    # As a fit builds it: the network under the precision policy, the synthetic features in
+    # rematerialised chunks where the backend policy says so.
+    network_precision = resolve_network_precision(network_precision or "auto")
+    config = F._Config(model=with_network_precision(model, network_precision), batch_size=batch,
+                       learn_labels=True, flip=True, precision=precision,
+                       placement=DataParallel(None, None), network_precision=network_precision,
+                       feature_chunk=F._FEATURE_CHUNK if remat_features() else 0)
     hyper = F.hyperparameters(1000, 3e-4, 1e-6, 100, 3e-4)
     state = F.init_state(x_syn, init_labels(y_syn, n_classes), key, key, model, 10, 100)
     start = time.perf_counter()
@@ -169,8 +174,8 @@ def step_cost(width, n_syn, n_classes, batch, repeats, depth=3, shape=(32, 32, 3
     # Where the time goes: the step's two halves compiled on their own (the meta-gradient, with
     # the real batch's features and the KRR solve, and the pool member's online training step).
     def online(st):
-        return _pool.online_update(st["pool"], jnp.asarray(0), key, st["x"], st["y"], model=model,
-                                   optimizer=_pool.pool_optimizer(hyper["online_learning_rate"]),
+        return _pool.online_update(st["pool"], jnp.asarray(0), key, st["x"], st["y"],
+                                   model=config.model, optimizer=_pool.pool_optimizer(hyper["online_learning_rate"]),
                                    max_online_steps=hyper["max_online_steps"])
 
     part_ms, part_flops = {}, {}
@@ -196,7 +201,8 @@ def step_cost(width, n_syn, n_classes, batch, repeats, depth=3, shape=(32, 32, 3
         state, loss = compiled(state, X, Y, hyper)
     jax.block_until_ready(state)
     seconds = (time.perf_counter() - start) / repeats
-    return {"width": width, "n_synthetic": n_syn, "ms_per_step": 1000 * seconds,
+    return {"width": width, "n_synthetic": n_syn, "network_precision": network_precision,
+            "feature_chunk": config.feature_chunk, "ms_per_step": 1000 * seconds,
             "flops_per_step": flops, "achieved_flops": flops / seconds,
             "parts_ms": part_ms, "parts_flops": part_flops, "compile_s": compile_s,
             "precision": precision, "peak_device_MB": device_peak_MB(),
@@ -262,7 +268,8 @@ def _large_setup(width, n_syn, n_classes, batch, depth=3, shape=(32, 32, 3), fli
 
     rng = np.random.default_rng(0)
     model = with_num_classes(ConvNet(width=width, depth=depth, norm="batch",
-                                     width_doubling=True), n_classes)
+                                     width_doubling=True, norm_position="before",
+                                     norm_momentum=0.1), n_classes)  # FRePo's default layout
     ipc = n_syn // n_classes
     x_syn = rng.standard_normal((ipc * n_classes,) + shape).astype(np.float32)
     y_syn = np.repeat(np.arange(n_classes), ipc)
@@ -353,7 +360,7 @@ def _large_sets(args):
             mem = compiled.memory_analysis()
             fns[name] = (compiled, fn_args, threads)
             rows.append({"width": width, "n_synthetic": n_syn, "variant": name,
-                         "compile_s": compile_s, "flops": _flops(compiled),
+                         "compile_s": compile_s, "flops": xla_flops(compiled),
                          "xla_temp_MB": mem.temp_size_in_bytes / 2**20,
                          "xla_args_MB": mem.argument_size_in_bytes / 2**20, "block_ms": []})
             print(json.dumps({k: v for k, v in rows[-1].items() if k != "block_ms"}), flush=True)

@@ -180,7 +180,8 @@ def accuracy_run(p, args, data):
     from sklearn_distill.cli import _Deadline
 
     X_tr, y_tr, X_te, y_te = data
-    model = ConvNet(width=p["width"], depth=p["depth"], norm="batch", width_doubling=True)
+    model = ConvNet(width=p["width"], depth=p["depth"], norm="batch", width_doubling=True,
+                    norm_position="before", norm_momentum=0.1)  # FRePo's default layout
     common = dict(ipc=p["ipc"], n_eval_models=p["eval_models"], eval_steps=p["eval_steps"],
                   eval_model=model.clone(norm="none", parent=None), random_state=0)
     extra = {} if args.network_precision is None else {"network_precision": args.network_precision}
