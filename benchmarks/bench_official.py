@@ -226,7 +226,9 @@ def eval_mode(args):
 
     X_tr, y_tr, X_te, y_te = load(args.dataset, args.data_home)
     if args.n_test:
-        X_te, y_te = X_te[:args.n_test], y_te[:args.n_test]
+        # A fixed random subset: the stored test splits are sorted by class.
+        keep = np.random.default_rng(0).permutation(len(y_te))[:args.n_test]
+        X_te, y_te = X_te[keep], y_te[keep]
     n_classes = int(y_tr.max()) + 1
     ns = load_official(args.official_path, lambda: (X_te, y_te, n_classes))
     import jax
@@ -508,7 +510,7 @@ def main(argv=None):
     p.add_argument("--width", type=int, default=32, help="evaluation network width")
     p.add_argument("--n-models", type=int, default=4, help="networks per seed and side")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    p.add_argument("--n-test", type=int, default=None, help="first N test images only")
+    p.add_argument("--n-test", type=int, default=None, help="a fixed random subset of N test images")
     p.add_argument("--sets", nargs="+", choices=["frepo", "random"], default=["frepo"])
     p.add_argument("--set-seed", type=int, default=0)
     p.add_argument("--distill-width", type=int, default=32)
