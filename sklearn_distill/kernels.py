@@ -255,11 +255,8 @@ def cholesky_solve(k_ss, y_s, diag):
     # triangle, so symmetrising keeps the solve (and its gradient) consistent.
     k_sym = 0.5 * (k_ss + k_ss.T)
     k_reg = k_sym + diag * jnp.eye(n, dtype=k_ss.dtype)
-    # ``assume_a="pos"`` factorises by Cholesky inside a ``custom_linear_solve``: the gradient
-    # is two more triangular solves against the cotangent, instead of differentiating through
-    # the factorisation (two extra n x n triangular solves; about 10 % of a FRePo meta-gradient
-    # on a CPU).
-    return jsl.solve(k_reg, y_s, assume_a="pos")
+    factor = jsl.cho_factor(k_reg, lower=True)
+    return jsl.cho_solve(factor, y_s)
 
 
 def krr_solve(k_ss, y_s, reg=1e-6, *, jitter=0.0):
