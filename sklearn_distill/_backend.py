@@ -57,8 +57,8 @@ The decisions (the reason, measured, stays at each call site):
     FRePo's jitted meta-step donates its input state (the pool member is updated in place instead
     of the whole pool being copied). Auto: on accelerators, whose memory holds the pool once; on
     the CPU the same program without donation was measured faster (32x32x3, 100 images, batch
-    256, pool 10: 0.95x the time per step at width 16, 0.92x at width 32, bit-identical states;
-    ``benchmarks/results/frepo_step_variants.md``).
+    256, pool 10, one process: 0.97x the time per step at width 16 and 0.95x at width 32,
+    bit-identical states; ``benchmarks/results/frepo_step_variants.md``).
 
 A decision is read when a fit builds its static configuration (a jit static argument), so a
 compiled step always matches the policy it was built under. Values are per thread.
