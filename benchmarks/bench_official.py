@@ -397,7 +397,7 @@ def _official_runner(ns, width, x_syn, y_syn, n_classes, batches, pool_size, max
 def _ours_runner(width, x_syn, y_syn, n_classes, X, Y, batch, pool_size, max_online):
     import jax
 
-    from sklearn_distill import ConvNet
+    from sklearn_distill import ConvNet, _backend
     from sklearn_distill._sharding import DataParallel
     from sklearn_distill._training import init_labels
     from sklearn_distill.methods import frepo as F
@@ -405,8 +405,10 @@ def _ours_runner(width, x_syn, y_syn, n_classes, X, Y, batch, pool_size, max_onl
 
     model = with_num_classes(ConvNet(width=width, depth=3, norm="batch", width_doubling=True,
                                      norm_position="before", norm_momentum=0.1), n_classes)
+    # The state is donated or not as a fit decides on this backend.
     config = F._Config(model=model, batch_size=batch, learn_labels=True, flip=True,
-                       precision="highest", placement=DataParallel(None, None))
+                       precision="highest", placement=DataParallel(None, None),
+                       donate_state=_backend.donate_state())
     hyper = F.hyperparameters(1000, 3e-4, 1e-6, max_online, 3e-4)
     key = jax.random.PRNGKey(0)
     state = F.init_state(x_syn, init_labels(y_syn, n_classes), key, key, model, pool_size,

@@ -11,11 +11,12 @@ from sklearn_distill._backend import backend_context, get_backend_policy, set_ba
 def test_policy_is_resolved_from_the_backend_and_scoped():
     assert get_backend_policy() == {"branch_free": True, "unroll": True, "host_loops": True,
                                     "network_precision": "float32", "steps_per_dispatch": 1,
-                                    "remat_features": False}
+                                    "remat_features": False, "donate_state": False}
     with backend_context(branch_free=False, host_loops=False, steps_per_dispatch=20):
         assert get_backend_policy() == {"branch_free": False, "unroll": True,
                                         "host_loops": False, "network_precision": "float32",
-                                        "steps_per_dispatch": 20, "remat_features": False}
+                                        "steps_per_dispatch": 20, "remat_features": False,
+                                        "donate_state": False}
         assert not _backend.branch_free() and not _backend.host_loops()
         with backend_context(host_loops="auto"):  # back to the automatic rule, inside
             assert _backend.host_loops() and not _backend.branch_free()

@@ -324,6 +324,31 @@ def test_remat_features_decision_gives_the_same_fit(digits):
     np.testing.assert_allclose(chunked.history_["loss"], plain.history_["loss"], rtol=1e-4)
 
 
+def test_donate_state_decision_gives_the_same_fit(digits, monkeypatch):
+    # The CPU runs the meta-step without donating the state (measured faster there); the
+    # accelerator path donates it. The same synthetic set, losses and pool either way, and the
+    # decision reaches the step's configuration (a fit on the CPU never donates).
+    from sklearn_distill._backend import backend_context
+
+    X, y = digits
+    configs = []
+    real_start = F.FRePoDistiller._start
+
+    def recording_start(self, *args):
+        state, run = real_start(self, *args)
+        configs.append(run["config"].donate_state)
+        return state, run
+
+    monkeypatch.setattr(F.FRePoDistiller, "_start", recording_start)
+    kept = tiny(ipc=2, n_steps=4, log_every=1, batch_size=32).fit(X, y)
+    with backend_context(donate_state=True):
+        donated = tiny(ipc=2, n_steps=4, log_every=1, batch_size=32).fit(X, y)
+    assert configs == [jax.default_backend() != "cpu", True]
+    np.testing.assert_array_equal(kept.synthetic_X_, donated.synthetic_X_)
+    np.testing.assert_array_equal(kept.synthetic_y_soft_, donated.synthetic_y_soft_)
+    np.testing.assert_array_equal(kept.history_["loss"], donated.history_["loss"])
+
+
 def test_flip_auto_follows_the_official_rule_table(monkeypatch):
     # script/distill.py:147-189 of the official code, as _training.FLIP_OFF["frepo"]: the fit
     # passes its image shape, classes and ipc.

@@ -73,6 +73,8 @@ class _Config(NamedTuple):
     # once); see `synthetic_features`.
     feature_chunk: int = 0
     solver: str = "auto"
+    # Whether the jitted step donates its input state (the `donate_state` backend decision).
+    donate_state: bool = True
 
 
 def hyperparameters(n_steps, learning_rate, ridge, max_online_steps, online_learning_rate):
@@ -194,9 +196,30 @@ def _meta_step_impl(state, X_real, Y_real, hyper, config):
     return state, jnp.where(ok, loss, jnp.nan)
 
 
-# The state is donated so that the pool member is updated in place instead of the whole pool
-# being copied every step.
-_meta_step = jax.jit(_meta_step_impl, static_argnames=("config",), donate_argnums=(0,))
+class _MetaStep:
+    """The jitted meta-step, ``(state, X_real, Y_real, hyper, config) -> (state, loss)``.
+
+    With ``config.donate_state`` the state is donated, so that the pool member is updated in place
+    instead of the whole pool being copied every step; without it (the CPU default of the
+    ``donate_state`` backend decision, where that program was measured faster) the same program
+    is compiled without donation. Both give the same states.
+    """
+
+    def __init__(self):
+        self.donated = jax.jit(_meta_step_impl, static_argnames=("config",), donate_argnums=(0,))
+        self.kept = jax.jit(_meta_step_impl, static_argnames=("config",))
+
+    def _jitted(self, config):
+        return self.donated if config.donate_state else self.kept
+
+    def __call__(self, state, X_real, Y_real, hyper, config):
+        return self._jitted(config)(state, X_real, Y_real, hyper, config)
+
+    def lower(self, state, X_real, Y_real, hyper, config):
+        return self._jitted(config).lower(state, X_real, Y_real, hyper, config)
+
+
+_meta_step = _MetaStep()
 
 
 class FRePoDistiller(GradientDistiller):
@@ -417,7 +440,8 @@ class FRePoDistiller(GradientDistiller):
                          learn_labels=bool(self.learn_labels), flip=flip,
                          precision=self.precision, placement=placement,
                          network_precision=network_precision,
-                         feature_chunk=_FEATURE_CHUNK if _backend.remat_features() else 0)
+                         feature_chunk=_FEATURE_CHUNK if _backend.remat_features() else 0,
+                         donate_state=_backend.donate_state())
         hyper = hyperparameters(self.n_steps, self.learning_rate, self.ridge,
                                 self.max_online_steps, self.online_learning_rate)
         pool_key, loop_key = keys
