@@ -188,6 +188,30 @@ def matmul_flops(n=2048, repeats=10, precision=None):
     return 2.0 * n ** 3 * repeats / (time.perf_counter() - start)
 
 
+def time_alternating_blocks(fns, blocks, repeats):
+    """Time compiled steps in alternating blocks, in one process (a shared machine's load then
+    weighs on every variant alike).
+
+    ``fns`` maps a name to ``(compiled, fn_args, info)``; ``compiled(*fn_args)`` returns
+    ``(state, loss)`` and the state is fed back as ``fn_args[0]``. After one warm-up call each,
+    every round runs ``repeats`` steps of each variant in turn and appends the wall and process CPU
+    seconds per step to ``info["block_s"]`` and ``info["block_cpu_s"]``.
+    """
+    import jax
+
+    for compiled, fn_args, _ in fns.values():  # warm-up
+        fn_args[0], loss = compiled(*fn_args)
+        jax.block_until_ready(loss)
+    for _ in range(blocks):
+        for compiled, fn_args, info in fns.values():
+            start, cpu_start = time.perf_counter(), time.process_time()
+            for _ in range(repeats):
+                fn_args[0], loss = compiled(*fn_args)
+            jax.block_until_ready(loss)
+            info.setdefault("block_s", []).append((time.perf_counter() - start) / repeats)
+            info.setdefault("block_cpu_s", []).append((time.process_time() - cpu_start) / repeats)
+
+
 def device_peak_MB():
     """Peak device memory in use so far (MiB), from ``memory_stats()``; None where the device
     reports none (the CPU): use the process's peak RSS there."""

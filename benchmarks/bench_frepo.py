@@ -136,33 +136,17 @@ def step_cost(width, n_syn, n_classes, batch, repeats, depth=3, shape=(32, 32, 3
     import jax
     import jax.numpy as jnp
 
-    from sklearn_distill import ConvNet, _pool
-    from sklearn_distill._backend import remat_features
-    from sklearn_distill._precision import resolve_network_precision, with_network_precision
-    from sklearn_distill._sharding import DataParallel
-    from sklearn_distill._training import centred_one_hot, init_labels
+    from sklearn_distill import _backend, _pool
     from sklearn_distill.methods import frepo as F
-    from sklearn_distill.networks import with_num_classes
 
-    rng = np.random.default_rng(0)
-    model = with_num_classes(ConvNet(width=width, depth=depth, norm="batch",
-                                     width_doubling=True, norm_position="before",
-                                     norm_momentum=0.1), n_classes)  # FRePo's default layout
-    ipc = n_syn // n_classes
-    x_syn = rng.standard_normal((ipc * n_classes,) + shape).astype(np.float32)
-    y_syn = np.repeat(np.arange(n_classes), ipc)
-    X = jnp.asarray(rng.standard_normal((max(4 * batch, 2048),) + shape).astype(np.float32))
-    Y = jnp.asarray(centred_one_hot(rng.integers(0, n_classes, X.shape[0]), n_classes))
-    key = jax.random.PRNGKey(0)
     # As a fit builds it: the network under the precision policy, the synthetic features in
-    # rematerialised chunks where the backend policy says so.
-    network_precision = resolve_network_precision(network_precision or "auto")
-    config = F._Config(model=with_network_precision(model, network_precision), batch_size=batch,
-                       learn_labels=True, flip=True, precision=precision,
-                       placement=DataParallel(None, None), network_precision=network_precision,
-                       feature_chunk=F._FEATURE_CHUNK if remat_features() else 0)
-    hyper = F.hyperparameters(1000, 3e-4, 1e-6, 100, 3e-4)
-    state = F.init_state(x_syn, init_labels(y_syn, n_classes), key, key, model, 10, 100)
+    # rematerialised chunks and the state donated where the backend policy says so.
+    state, X, Y, hyper, config = meta_step_setup(
+        width, n_syn, n_classes, batch, depth, shape, precision=precision,
+        network_precision=network_precision,
+        feature_chunk=F._FEATURE_CHUNK if _backend.remat_features() else 0,
+        donate_state=_backend.donate_state())
+    key = jax.random.PRNGKey(0)
     start = time.perf_counter()
     compiled = F._meta_step.lower(state, X, Y, hyper, config).compile()
     compile_s = time.perf_counter() - start
@@ -254,13 +238,16 @@ def cost(args):
     write("frepo_cost", out, lines)
 
 
-def _large_setup(width, n_syn, n_classes, batch, depth=3, shape=(32, 32, 3), flip=True,
-                 learn_labels=True, feature_chunk=0, solver="auto"):
-    """Random data, state and static configuration of one FRePo meta-step (as in step_cost)."""
+def meta_step_setup(width, n_syn, n_classes, batch, depth=3, shape=(32, 32, 3), flip=True,
+                    learn_labels=True, feature_chunk=0, solver="auto", precision="highest",
+                    network_precision=None, donate_state=True):
+    """Random data, state and static configuration of one FRePo meta-step in the paper's setting
+    (FRePo's default network layout, pool 10, K = 100); ``network_precision`` None: ``"auto"``."""
     import jax
     import jax.numpy as jnp
 
     from sklearn_distill import ConvNet
+    from sklearn_distill._precision import resolve_network_precision, with_network_precision
     from sklearn_distill._sharding import DataParallel
     from sklearn_distill._training import centred_one_hot, init_labels
     from sklearn_distill.methods import frepo as F
@@ -276,9 +263,11 @@ def _large_setup(width, n_syn, n_classes, batch, depth=3, shape=(32, 32, 3), fli
     X = jnp.asarray(rng.standard_normal((max(4 * batch, 2048),) + shape).astype(np.float32))
     Y = jnp.asarray(centred_one_hot(rng.integers(0, n_classes, X.shape[0]), n_classes))
     key = jax.random.PRNGKey(0)
-    config = F._Config(model=model, batch_size=batch, learn_labels=learn_labels, flip=flip,
-                       precision="highest", placement=DataParallel(None, None),
-                       feature_chunk=feature_chunk, solver=solver)
+    network_precision = resolve_network_precision(network_precision or "auto")
+    config = F._Config(model=with_network_precision(model, network_precision), batch_size=batch,
+                       learn_labels=learn_labels, flip=flip, precision=precision,
+                       placement=DataParallel(None, None), network_precision=network_precision,
+                       feature_chunk=feature_chunk, solver=solver, donate_state=donate_state)
     hyper = F.hyperparameters(1000, 3e-4, 1e-6, 100, 3e-4)
     state = F.init_state(x_syn, init_labels(y_syn, n_classes), key, key, model, 10, 100)
     return state, X, Y, hyper, config
@@ -312,7 +301,7 @@ def _large_fn(kind, width, n_syn, batch, options, chunk):
     online_batch = opts.pop("online_batch", True)
     if opts.get("feature_chunk") == "chunk":
         opts["feature_chunk"] = chunk
-    state, X, Y, hyper, config = _large_setup(width, n_syn, 100, batch, **opts)
+    state, X, Y, hyper, config = meta_step_setup(width, n_syn, 100, batch, **opts)
     if kind == "step":
         compiled = F._meta_step.lower(state, X, Y, hyper, config).compile()
         return compiled, [state, X, Y, hyper], True

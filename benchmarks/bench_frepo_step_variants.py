@@ -30,7 +30,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from _common import machine_info, machine_summary, write_results  # noqa: E402
 from bench_official import (RESULTS, _official_runner, _time_block, load_official,  # noqa: E402
-                            official_commit)
+                            official_commit, speed_setup)
 
 VARIANTS = ("fused", "no_donation", "split", "split_implicit_solve")
 
@@ -140,21 +140,9 @@ def main(argv=None):
     args = p.parse_args(argv)
 
     import jax
-    import jax.numpy as jnp
-
-    from sklearn_distill._training import centred_one_hot
 
     ns = load_official(args.official_path)
-    n_classes, n_syn, shape = 100, 100, (32, 32, 3)
-    rng = np.random.default_rng(0)
-    x_syn = rng.standard_normal((n_syn,) + shape).astype(np.float32)
-    y_syn = np.arange(n_syn) % n_classes
-    y_off = np.asarray(centred_one_hot(y_syn, n_classes)) / np.sqrt(n_classes / 10)
-    X = rng.standard_normal((4 * args.batch,) + shape).astype(np.float32)
-    Y = np.asarray(centred_one_hot(rng.integers(0, n_classes, len(X)), n_classes), np.float32)
-    batches = [(X[i * args.batch:(i + 1) * args.batch], Y[i * args.batch:(i + 1) * args.batch])
-               for i in range(4)]
-    Xd, Yd = jnp.asarray(X), jnp.asarray(Y)
+    n_classes, x_syn, y_syn, y_off, batches, Xd, Yd = speed_setup(args.batch)
     rows = []
     for width in args.widths:
         ours = _ours_variants(width, x_syn, y_syn, n_classes, Xd, Yd, args.batch)

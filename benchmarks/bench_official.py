@@ -438,24 +438,31 @@ def _time_block(step, n):
     return (time.perf_counter() - start) / n
 
 
-def speed_mode(args):
-    import jax
+def speed_setup(batch):
+    """The speed comparison's random data: 100 synthetic 32x32x3 images of 100 classes, with our
+    initial labels (``y_syn``, class indices) and the official ones (``y_off``), and 4 real
+    batches both as NumPy batches (``batches``, as the official loader hands them to its loop)
+    and as device arrays (``Xd``, ``Yd``)."""
     import jax.numpy as jnp
 
     from sklearn_distill._training import centred_one_hot
 
-    ns = load_official(args.official_path)
     n_classes, n_syn, shape = 100, 100, (32, 32, 3)
     rng = np.random.default_rng(0)
     x_syn = rng.standard_normal((n_syn,) + shape).astype(np.float32)
     y_syn = np.arange(n_syn) % n_classes
     y_off = np.asarray(centred_one_hot(y_syn, n_classes)) / np.sqrt(n_classes / 10)
-    X = rng.standard_normal((4 * args.batch,) + shape).astype(np.float32)
+    X = rng.standard_normal((4 * batch,) + shape).astype(np.float32)
     Y = np.asarray(centred_one_hot(rng.integers(0, n_classes, len(X)), n_classes), np.float32)
-    # The official loader hands NumPy batches to the loop: the same here, drawn beforehand.
-    batches = [(X[i * args.batch:(i + 1) * args.batch], Y[i * args.batch:(i + 1) * args.batch])
-               for i in range(4)]
-    Xd, Yd = jnp.asarray(X), jnp.asarray(Y)
+    batches = [(X[i * batch:(i + 1) * batch], Y[i * batch:(i + 1) * batch]) for i in range(4)]
+    return n_classes, x_syn, y_syn, y_off, batches, jnp.asarray(X), jnp.asarray(Y)
+
+
+def speed_mode(args):
+    import jax
+
+    ns = load_official(args.official_path)
+    n_classes, x_syn, y_syn, y_off, batches, Xd, Yd = speed_setup(args.batch)
     rows = []
     for width in args.widths:
         ours, ours_flops = _ours_runner(width, x_syn, y_syn, n_classes, Xd, Yd, args.batch, 10,

@@ -37,7 +37,8 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from _common import machine_info, machine_summary, write_results  # noqa: E402
+from _common import (machine_info, machine_summary, time_alternating_blocks,  # noqa: E402
+                     write_results)
 
 RESULTS = os.path.join(HERE, "results")
 
@@ -300,8 +301,6 @@ def loops(args):
     scan), each of ``--window-unrolls`` and M (fully unrolled); the variants are then timed in
     alternating blocks in one process and the median block is kept.
     """
-    import jax
-
     from sklearn_distill._jax import library_prng
 
     shape = tuple(args.shape)
@@ -314,22 +313,10 @@ def loops(args):
                                                     args.ipc_cost, args.batch, args.chunk,
                                                     args.repeats, window_unroll=k,
                                                     compiled_only=True)
-                info["block_s"] = []
                 print(json.dumps(info), flush=True)
                 fns[k] = (compiled, fn_args, info)
                 rows.append(info)
-            for compiled, fn_args, _ in fns.values():  # warm-up
-                fn_args[0], loss = compiled(*fn_args)
-                jax.block_until_ready(loss)
-            for _ in range(args.timing_blocks):
-                for compiled, fn_args, info in fns.values():
-                    start, cpu_start = time.perf_counter(), time.process_time()
-                    for _ in range(args.repeats):
-                        fn_args[0], loss = compiled(*fn_args)
-                    jax.block_until_ready(loss)
-                    info["block_s"].append((time.perf_counter() - start) / args.repeats)
-                    info.setdefault("block_cpu_s", []).append(
-                        (time.process_time() - cpu_start) / args.repeats)
+            time_alternating_blocks(fns, args.timing_blocks, args.repeats)
             for _, _, info in fns.values():
                 info["s_per_step"] = float(np.median(info["block_s"]))
                 info["cpu_s_per_step"] = float(np.median(info["block_cpu_s"]))

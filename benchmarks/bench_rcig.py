@@ -27,7 +27,7 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from _common import (machine_info, machine_summary, probe_seconds_per_step,  # noqa: E402
-                     write_results)
+                     time_alternating_blocks, write_results)
 from bench_frepo import PAPER as FREPO_PAPER  # noqa: E402
 from bench_frepo import RANDOM_PAPER, load  # noqa: E402
 
@@ -228,8 +228,6 @@ def loops(args):
     at all), the online loop unrolled. Every variant is compiled first, then the variants are
     timed in alternating blocks in one process and the median block is kept.
     """
-    import jax
-
     from sklearn_distill._jax import library_prng
 
     rows = []
@@ -241,22 +239,14 @@ def loops(args):
                 info, compiled, fn_args = step_cost(
                     args.width, args.n_syn, n_inner, n_hinv, None, args.repeats,
                     batch=args.cost_batch, unroll=unroll, compiled_only=True)
-                info.update(unroll=text, block_ms=[])
+                info.update(unroll=text)
                 print(json.dumps(info), flush=True)
                 fns[text] = (compiled, fn_args, info)
                 rows.append(info)
-            for compiled, fn_args, _ in fns.values():  # warm-up
-                fn_args[0], loss = compiled(*fn_args)
-                jax.block_until_ready(loss)
-            for _ in range(args.blocks):
-                for compiled, fn_args, info in fns.values():
-                    start, cpu_start = time.perf_counter(), time.process_time()
-                    for _ in range(args.repeats):
-                        fn_args[0], loss = compiled(*fn_args)
-                    jax.block_until_ready(loss)
-                    info["block_ms"].append(1000 * (time.perf_counter() - start) / args.repeats)
-                    info.setdefault("block_cpu_ms", []).append(
-                        1000 * (time.process_time() - cpu_start) / args.repeats)
+            time_alternating_blocks(fns, args.blocks, args.repeats)
+            for _, _, info in fns.values():  # milliseconds, as the results report them
+                info["block_ms"] = [1000 * t for t in info.pop("block_s")]
+                info["block_cpu_ms"] = [1000 * t for t in info.pop("block_cpu_s")]
             base = float(np.median(fns[args.unrolls[0]][2]["block_ms"]))
             for _, _, info in fns.values():
                 info["ms_per_step"] = float(np.median(info["block_ms"]))

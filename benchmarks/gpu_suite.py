@@ -184,9 +184,8 @@ def accuracy_run(p, args, data):
                     norm_position="before", norm_momentum=0.1)  # FRePo's default layout
     common = dict(ipc=p["ipc"], n_eval_models=p["eval_models"], eval_steps=p["eval_steps"],
                   eval_model=model.clone(norm="none", parent=None), random_state=0)
-    extra = {} if args.network_precision is None else {"network_precision": args.network_precision}
     frepo = FRePoDistiller(batch_size=p["acc_batch"], model=model, learning_rate=3e-4,
-                           pool_size=10, **common, **extra)
+                           pool_size=10, network_precision=args.network_precision, **common)
     budget = Budget(p["accuracy_seconds"])
     probe = clone(frepo).set_params(n_steps=p["probe_steps"],
                                     log_every=max(1, p["probe_steps"] // 3)).fit(X_tr, y_tr)
@@ -290,7 +289,7 @@ def markdown(out):
              f"Float32 matmul reference in the same run: {out['matmul_gflops']['highest']:.0f} "
              f"GFLOP/s at `highest`, {out['matmul_gflops']['default']:.0f} at `default`. "
              f"Steps per dispatch: {out['steps_per_dispatch']}; network precision: "
-             f"{out['config']['network_precision'] or 'the estimator default'}.", ""]
+             f"{out['config']['network_precision']}.", ""]
     lines += [f"## FRePo {acc['dataset']} ipc {acc['ipc']}: accuracy against wall time", "",
               f"Width {acc['width']}, batch {acc['batch']}, {acc['ms_per_step_probe']:.2f} ms "
               f"per meta-step in a {acc['probe_s']:.1f} s probe (compilation included); "
@@ -382,8 +381,9 @@ def build_parser():
     p.add_argument("--repeats", type=int, default=None, help="timed steps per configuration")
     p.add_argument("--precision", choices=["highest", "high", "default"], default="highest",
                    help="FRePo's `precision` in the cost table (the paper's setting: highest)")
-    p.add_argument("--network-precision", default=None,
-                   help="forwarded to FRePo as `network_precision` when given")
+    p.add_argument("--network-precision", default="auto",
+                   choices=["auto", "float32", "tf32", "bfloat16"],
+                   help="FRePo's `network_precision`, in the accuracy run and the cost table")
     p.add_argument("--steps-per-dispatch", default="auto",
                    help="the steps_per_dispatch backend decision ('auto' or an integer)")
     return p
@@ -402,13 +402,8 @@ def main(argv=None):
 
     import jax
 
-    from sklearn_distill import FRePoDistiller
     from sklearn_distill._backend import backend_context, steps_per_dispatch
 
-    if args.network_precision is not None and "network_precision" not in \
-            FRePoDistiller().get_params():
-        raise SystemExit("--network-precision: this version of FRePoDistiller has no "
-                         "`network_precision` parameter.")
     total = Budget(p["total_seconds"])
     device = device_name()
     log(f"GPU suite on {device} ({jax.default_backend()}), budget {p['total_seconds']:.0f} s")

@@ -311,15 +311,32 @@ def test_chunked_rematerialised_features_give_the_plain_meta_gradient(flip):
                                feats(model, variables, syn["x"], flip, 0), rtol=1e-5, atol=1e-6)
 
 
-def test_remat_features_decision_gives_the_same_fit(digits):
-    # The accelerator path (rematerialised feature chunks) on the CPU: same synthetic set.
+def _recorded_configs(monkeypatch):
+    """The static configuration of every FRePo fit that follows, in order."""
+    configs, real_start = [], F.FRePoDistiller._start
+
+    def recording_start(self, *args):
+        state, run = real_start(self, *args)
+        configs.append(run["config"])
+        return state, run
+
+    monkeypatch.setattr(F.FRePoDistiller, "_start", recording_start)
+    return configs
+
+
+def test_remat_features_decision_gives_the_same_fit(digits, monkeypatch):
+    # The accelerator path (rematerialised feature chunks) on the CPU: same synthetic set, and
+    # the decision reaches the step's configuration.
     from sklearn_distill._backend import backend_context
 
     X, y = digits
+    configs = _recorded_configs(monkeypatch)
     plain = tiny(ipc=30, n_steps=2, log_every=1, batch_size=32).fit(X, y)
     with backend_context(remat_features=True):
         assert F._FEATURE_CHUNK < 300  # several chunks of the 300 synthetic rows
         chunked = tiny(ipc=30, n_steps=2, log_every=1, batch_size=32).fit(X, y)
+    assert [c.feature_chunk for c in configs] == [
+        0 if jax.default_backend() == "cpu" else F._FEATURE_CHUNK, F._FEATURE_CHUNK]
     np.testing.assert_allclose(chunked.synthetic_X_, plain.synthetic_X_, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(chunked.history_["loss"], plain.history_["loss"], rtol=1e-4)
 
@@ -331,19 +348,11 @@ def test_donate_state_decision_gives_the_same_fit(digits, monkeypatch):
     from sklearn_distill._backend import backend_context
 
     X, y = digits
-    configs = []
-    real_start = F.FRePoDistiller._start
-
-    def recording_start(self, *args):
-        state, run = real_start(self, *args)
-        configs.append(run["config"].donate_state)
-        return state, run
-
-    monkeypatch.setattr(F.FRePoDistiller, "_start", recording_start)
+    configs = _recorded_configs(monkeypatch)
     kept = tiny(ipc=2, n_steps=4, log_every=1, batch_size=32).fit(X, y)
     with backend_context(donate_state=True):
         donated = tiny(ipc=2, n_steps=4, log_every=1, batch_size=32).fit(X, y)
-    assert configs == [jax.default_backend() != "cpu", True]
+    assert [c.donate_state for c in configs] == [jax.default_backend() != "cpu", True]
     np.testing.assert_array_equal(kept.synthetic_X_, donated.synthetic_X_)
     np.testing.assert_array_equal(kept.synthetic_y_soft_, donated.synthetic_y_soft_)
     np.testing.assert_array_equal(kept.history_["loss"], donated.history_["loss"])
